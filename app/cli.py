@@ -1,0 +1,173 @@
+"""`ovbench`: run a benchmark from the shell (`run`), write the sample models, start the service.
+
+`ovbench run` takes the seed demo's options (`-m -i -api -d -niter -nireq -nthreads -b -pin`)
+plus modern benchmark_app's, and prints the seed's lines; `--json` prints the result JSON.
+It calls the engine directly, in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.engine.errors import EngineError
+from app.engine.spec import BenchmarkResult, BenchmarkSpec
+
+logger = logging.getLogger("ovbench")
+
+
+def _run_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Benchmark a model with OpenVINO: benchmark_app's measurement, JSON results.",
+        allow_abbrev=False,
+    )
+    add = parser.add_argument
+    add("-m", "--path_to_model", dest="model", required=True, help="Required. Path to the model: .xml (with its .bin), .onnx, ...")
+    add("-i", "--path_to_images", dest="inputs", nargs="+", action="extend", default=[],
+        help="Images, folders of images, and .npy files named after non-image inputs. Default: random data.")
+    add("-d", "--target_device", dest="device", default="CPU",
+        help="CPU, GPU, NPU, AUTO, HETERO:<devices>, MULTI:<devices>. Default: CPU.")
+    add("-api", "--api_type", dest="api", choices=["sync", "async"], default="sync",
+        help="sync (latency first, one request) or async (throughput first). Default: sync.")
+    add("-niter", "--number_iterations", dest="niter", type=int, help="Number of iterations.")
+    add("-t", "--time", dest="duration_s", type=float,
+        help="Duration in seconds. Default when -niter is not given either: 60 s for CPU/GPU/NPU, 120 s otherwise.")
+    add("-nireq", "--number_infer_requests", dest="nireq", type=int, help="Number of infer requests (async). Default: 2.")
+    add("-nstreams", "--number_streams", dest="nstreams", help="Number of streams (a number or AUTO).")
+    add("-nthreads", "--number_threads", dest="nthreads", type=int, help="Number of CPU inference threads.")
+    add("-b", "--batch_size", dest="batch", type=int, help="Batch size. Default: from the model.")
+    add("-pin", "--infer_threads_pinning", dest="pin", choices=["YES", "NO", "NUMA", "HYBRID_AWARE"],
+        help="CPU threads pinning.")
+    add("-hint", "--perf_hint", dest="hint", choices=["throughput", "latency", "cumulative_throughput", "none"],
+        help="Performance hint. Default: latency for sync, throughput for async; none when -nstreams/-nthreads/-pin are set.")
+    add("-shape", dest="shape", help="Reshape the model: '[1,3,224,224]' or 'input[1,3,224,224],other[1,4]'.")
+    add("-data_shape", dest="data_shape", help="Data shape for dynamic inputs, same syntax as -shape.")
+    add("-layout", dest="layout", help="Input layout: 'NCHW' or 'input[NHWC],other[NC]'.")
+    add("-infer_precision", dest="infer_precision", help="Inference precision hint, e.g. f32, bf16, f16.")
+    add("-c", "--path_to_cldnn_config", dest="gpu_config_path", help="GPU custom kernels config file.")
+    add("-l", "--path_to_extension", dest="extension_paths", action="append", default=[],
+        help="Extension library to load (repeatable).")
+    add("-cache_dir", dest="cache_dir", help="Model cache directory.")
+    add("-latency_percentile", dest="latency_percentile", type=int, default=50,
+        help="Latency percentile to report besides p50/p90/p95/p99 (1-100). Default: 50.")
+    add("-pc", "--perf_counts", dest="perf_counters", action="store_true", help="Per-layer performance counters in the result.")
+    add("--rgb", dest="rgb", action="store_true", help="Feed images as RGB (default: BGR, as the seed).")
+    add("--json", dest="json", action="store_true", help="Print the result JSON instead of the text report.")
+    return parser
+
+
+def _spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
+    fields = {
+        name: getattr(args, name)
+        for name in (
+            "device", "api", "niter", "duration_s", "nireq", "nstreams", "nthreads", "batch", "pin",
+            "hint", "shape", "data_shape", "layout", "infer_precision", "gpu_config_path",
+            "extension_paths", "cache_dir", "latency_percentile", "perf_counters", "rgb",
+        )
+    }
+    return BenchmarkSpec(model_path=args.model, input_paths=args.inputs, **fields)
+
+
+def print_report(result: BenchmarkResult) -> None:
+    """The seed's lines, then the figures benchmark_app prints and a few more."""
+    info = print
+    info(f"[ INFO ] Device: {result.device} ({result.device_full_name}), OpenVINO {result.openvino_version}")
+    cfg = result.config
+    info(
+        f"[ INFO ] Compiled with: hint {cfg.hint}, {cfg.nstreams} streams, {cfg.nireq} requests, "
+        f"{cfg.nthreads} threads, inference precision {cfg.inference_precision}, batch {cfg.batch_size}"
+    )
+    info(f"[ INFO ] Count: {result.iterations} iterations, duration {result.duration_ms:.2f} ms")
+    if result.latency_ms is not None:
+        lat = result.latency_ms
+        info(
+            f"[ INFO ] Latency ms: median {lat.median:.4f}, mean {lat.mean:.4f}, min {lat.min:.4f}, "
+            f"max {lat.max:.4f}, p90 {lat.p90:.4f}, p95 {lat.p95:.4f}, p99 {lat.p99:.4f}"
+        )
+        if lat.percentile != 50:
+            info(f"[ INFO ] Latency p{lat.percentile}: {lat.at_percentile:.4f} ms")
+    if result.status == "cancelled":
+        info("[ WARNING ] The run was cancelled; the figures cover the part that ran.")
+    if result.api == "sync" and result.latency_ms is not None:
+        info(f"[BENCHMARK RESULT] Latency is {result.latency_ms.mean:.4f} msec")
+    info(f"[BENCHMARK RESULT] Throughput is {result.throughput_fps:.4f} FPS")
+
+
+def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
+    args = _run_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[ %(levelname)s ] %(message)s", stream=sys.stderr if args.json else sys.stdout)
+    try:
+        spec = _spec_from_args(args)
+    except ValueError as exc:
+        print(f"[ ERROR ] Invalid options: {exc}", file=sys.stderr)
+        return 2
+    from app.engine.runner import run_benchmark  # openvino loads here, not for -h
+
+    cancel = threading.Event()
+    try:
+        result = run_benchmark(spec, cancel=cancel)
+    except EngineError as exc:
+        print(f"[ ERROR ] {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("[ ERROR ] Interrupted.", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
+    else:
+        print_report(result)
+    return 0
+
+
+def make_models_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ovbench make-models", description="Write the sample models (OpenVINO IR).")
+    parser.add_argument("out_dir", type=Path, help="Folder to write <name>.xml/.bin into.")
+    parser.add_argument("--only", nargs="+", help="Only these models (resnet50, mobilenet_v2, tiny_cnn).")
+    args = parser.parse_args(argv)
+    from app.engine.samples import SAMPLE_MODELS, write_sample_models
+
+    unknown = set(args.only or []) - set(SAMPLE_MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {sorted(unknown)}; choose from {sorted(SAMPLE_MODELS)}")
+    for name, path in write_sample_models(args.out_dir, args.only).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+_COMMANDS = {
+    "run": "Benchmark a model here and now (benchmark_app's options).",
+    "serve": "Start the REST service and its worker.",
+    "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN).",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="ovbench",
+        description="OpenVINO benchmarks: benchmark_app's methodology, as a CLI and a REST service.",
+        epilog="\n".join(f"  {name:<12} {text}" for name, text in _COMMANDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=list(_COMMANDS), help="run, serve or make-models")
+    if not argv or argv[0] not in _COMMANDS:
+        parser.parse_args(argv[:1])  # prints usage and an error (exit 2), or help for -h
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        return run_main(rest)
+    if command == "make-models":
+        return make_models_main(rest)
+    from app.serve import main as serve_main
+
+    return serve_main(rest)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Read, describe, reshape and pre-process a model; every failure is an error naming the file.
+
+Formats are whatever `ov.Core.read_model` reads; for OpenVINO IR the weights must sit
+beside the `.xml` with the same stem (`model.xml` + `model.bin`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openvino as ov
+
+from app.engine.errors import DynamicShapeError, InputError, ModelReadError
+from app.engine.inputs import InputSlot, guess_layout, is_image_info_input, is_image_input
+from app.engine.spec import ModelDescription, ModelFile, PortInfo
+
+MODEL_FORMATS: dict[str, str] = {
+    ".xml": "openvino_ir",
+    ".onnx": "onnx",
+    ".tflite": "tflite",
+    ".pdmodel": "paddle",
+    ".pb": "tensorflow",
+}
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+def model_format(path: Path) -> str:
+    fmt = MODEL_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(MODEL_FORMATS))
+        raise ModelReadError(
+            f"Model file '{path.name}' has an unknown extension '{path.suffix}'. "
+            f"Supported: {known} (OpenVINO IR needs the .xml and its .bin)."
+        )
+    return fmt
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files a model consists of (IR: .xml and .bin), checked to exist and be non-empty."""
+    fmt = model_format(path)
+    files = [path]
+    if fmt == "openvino_ir":
+        files.append(path.with_suffix(".bin"))
+    for file in files:
+        if not file.is_file():
+            hint = (
+                f" Put '{file.name}' next to '{path.name}'."
+                if file.suffix == ".bin"
+                else " Check the path."
+            )
+            raise ModelReadError(f"Model file '{file.name}' not found.{hint}")
+        if file.stat().st_size == 0:
+            raise ModelReadError(f"Model file '{file.name}' is empty (0 bytes). Upload it again.")
+    return files
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_model(core: ov.Core, path: Path) -> ov.Model:
+    files = model_files(path)
+    try:
+        if len(files) == 2:
+            model = core.read_model(str(files[0]), str(files[1]))
+        else:
+            model = core.read_model(str(path))
+    except Exception as exc:
+        raise ModelReadError(
+            f"OpenVINO cannot read model '{path.name}': {_first_line(exc)}. "
+            "Check that the files are complete (a truncated .bin or a .bin from another "
+            "model gives this) and in a format OpenVINO reads."
+        ) from exc
+    # benchmark_app names unnamed inputs after their node so they can be addressed.
+    for port in model.inputs:
+        if not port.get_names():
+            port.set_names({port.node.get_friendly_name()})
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # OpenVINO prefixes messages with "Exception from src/...:NN:" lines; keep the meaningful ones.
+    meaningful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (meaningful or lines or [type(exc).__name__])[-1].rstrip(".")
+
+
+def port_info(port: ov.Output) -> PortInfo:
+    try:
+        layout = port.node.get_layout().to_string() if hasattr(port.node, "get_layout") else ""
+    except Exception:
+        layout = ""
+    return PortInfo(
+        name=port.get_any_name() if port.get_names() else port.node.get_friendly_name(),
+        shape=port.get_partial_shape().to_string(),
+        element_type=port.get_element_type().get_type_name(),
+        layout="" if layout == "[...]" else layout,
+    )
+
+
+def describe(model: ov.Model, path: Path) -> ModelDescription:
+    files = model_files(path)
+    return ModelDescription(
+        name=model.get_friendly_name() or path.stem,
+        format=model_format(path),
+        files=[
+            ModelFile(name=f.name, size_bytes=f.stat().st_size, sha256=file_sha256(f)) for f in files
+        ],
+        inputs=[port_info(p) for p in model.inputs],
+        outputs=[port_info(p) for p in model.outputs],
+    )
+
+
+def describe_model(path: Path) -> ModelDescription:
+    """Read a model and describe its files, inputs and outputs (no device is touched)."""
+    return describe(read_model(ov.Core(), path), path)
+
+
+# ---------------------------------------------------------------- per-input arguments
+_PER_INPUT = re.compile(r"\s*([^\[\],]*?)\s*\[([^\]]*)\]\s*(?:,|$)")
+
+
+def parse_per_input(text: str, option: str, input_names: list[str]) -> dict[str, str]:
+    """Parse `[v]`, `v` (layout only) or `name[v],name2[v2]` into {input name: v}.
+
+    A value without a name applies to every input.
+    """
+    text = text.strip()
+    if option == "-layout" and "[" not in text:
+        return dict.fromkeys(input_names, text)
+    matches = list(_PER_INPUT.finditer(text))
+    if not matches or "".join(m.group(0) for m in matches).strip() != text:
+        raise InputError(
+            f"Cannot parse {option} '{text}'. Use '[1,3,224,224]' for every input or "
+            f"'name[1,3,224,224],other[1,4]' per input (inputs: {', '.join(input_names)})."
+        )
+    result: dict[str, str] = {}
+    for match in matches:
+        name, value = match.group(1), match.group(2)
+        if not name:
+            result.update(dict.fromkeys(input_names, value))
+        elif name in input_names:
+            result[name] = value
+        else:
+            raise InputError(
+                f"{option} names input '{name}', which the model does not have. "
+                f"Its inputs are: {', '.join(input_names)}."
+            )
+    return result
+
+
+def parse_partial_shape(value: str, option: str, input_name: str) -> ov.PartialShape:
+    text = value.strip()
+    if not re.fullmatch(r"[\d?\-.\s,]*", text):
+        raise InputError(
+            f"{option} for input '{input_name}': '{value}' is not a shape. "
+            "Use comma-separated dimensions such as 1,3,224,224 (? or -1 for dynamic, 1..10 for a range)."
+        )
+    try:
+        return ov.PartialShape(f"[{text}]")
+    except Exception as exc:
+        raise InputError(f"{option} for input '{input_name}': '{value}' is not a shape: {exc}") from exc
+
+
+@dataclass
+class ResolvedInputs:
+    slots: list[InputSlot]
+    dynamic: bool = False
+    reshape_ms: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_inputs(
+    model: ov.Model,
+    shape: str | None,
+    data_shape: str | None,
+    layout: str | None,
+    batch: int | None,
+) -> ResolvedInputs:
+    """Work out every input's static shape, layout and kind, reshaping the model when asked.
+
+    `dynamic` tells whether the compiled model stays dynamic (fed through -data_shape).
+    """
+    names = [p.get_any_name() for p in model.inputs]
+    shapes = {n: parse_partial_shape(v, "-shape", n) for n, v in _per_input(shape, "-shape", names).items()}
+    data_shapes = {
+        n: parse_partial_shape(v, "-data_shape", n)
+        for n, v in _per_input(data_shape, "-data_shape", names).items()
+    }
+    layouts = _per_input(layout, "-layout", names)
+    warns: list[str] = []
+
+    partial: dict[str, ov.PartialShape] = {}
+    slot_layouts: dict[str, ov.Layout] = {}
+    reshape = bool(shapes)
+    batch_applied = False
+    for port in model.inputs:
+        name = port.get_any_name()
+        pshape = shapes.get(name, port.get_partial_shape())
+        if name in layouts:
+            try:
+                port_layout = ov.Layout(layouts[name])
+            except Exception as exc:
+                raise InputError(f"-layout for input '{name}': '{layouts[name]}' is not a layout: {exc}") from exc
+            if port_layout.to_string() != "[...]" and len(port_layout.to_string().split(",")) != pshape.rank.get_length():
+                raise InputError(
+                    f"-layout '{layouts[name]}' has a different rank than input '{name}' {pshape.to_string()}."
+                )
+        elif port.node.get_layout().to_string() != "[...]":
+            port_layout = port.node.get_layout()
+        else:
+            port_layout = guess_layout(pshape)
+        if batch:
+            if port_layout.has_name("N"):
+                index = port_layout.get_index_by_name("N")
+                if pshape[index] != ov.Dimension(batch):
+                    pshape = ov.PartialShape(pshape)
+                    pshape[index] = ov.Dimension(batch)
+                    reshape = True
+                batch_applied = True
+        partial[name] = pshape
+        slot_layouts[name] = port_layout
+    if batch and not batch_applied:
+        raise InputError(
+            "-b was given, but no input has a batch (N) dimension in its layout, so the batch "
+            "cannot be set. Give the layout with -layout, e.g. -layout NCHW."
+        )
+    reshape_ms = None
+    if reshape:
+        started = time.perf_counter()
+        try:
+            model.reshape({model.input(n): s for n, s in partial.items()})
+        except Exception as exc:
+            raise InputError(f"Cannot reshape the model to {_fmt_shapes(partial)}: {_first_line(exc)}") from exc
+        reshape_ms = (time.perf_counter() - started) * 1000
+
+    slots: list[InputSlot] = []
+    dynamic = False
+    for port in model.inputs:
+        name = port.get_any_name()
+        pshape = port.get_partial_shape()
+        if pshape.is_dynamic:
+            dynamic = True
+            given = data_shapes.get(name)
+            if given is None:
+                raise DynamicShapeError(
+                    f"Input '{name}' has a dynamic shape {pshape.to_string()}. Give it a static shape "
+                    f"with -shape {name}[1,3,224,224] (reshapes the model) or -data_shape "
+                    f"{name}[1,3,224,224] (keeps it dynamic and feeds data of that shape); "
+                    "-b sets only a dynamic batch."
+                )
+            if given.is_dynamic or not pshape.compatible(given):
+                raise InputError(
+                    f"-data_shape {given.to_string()} for input '{name}' must be static and "
+                    f"compatible with its shape {pshape.to_string()}."
+                )
+            static = [d.get_length() for d in given]
+        else:
+            if name in data_shapes:
+                warns.append(f"Input '{name}' has a static shape; its -data_shape is ignored.")
+            static = [d.get_length() for d in pshape]
+        port_layout = slot_layouts[name]
+        slot = InputSlot(name=name, shape=static, element_type=port.get_element_type(), layout=port_layout)
+        ps_static = ov.PartialShape(static)
+        if is_image_input(port_layout, ps_static):
+            slot.kind = "image"
+        elif is_image_info_input(port_layout, ps_static):
+            slot.kind = "image_info"
+        slots.append(slot)
+    return ResolvedInputs(slots=slots, dynamic=dynamic, reshape_ms=reshape_ms, warnings=warns)
+
+
+def _per_input(text: str | None, option: str, names: list[str]) -> dict[str, str]:
+    return parse_per_input(text, option, names) if text else {}
+
+
+def _fmt_shapes(shapes: dict[str, ov.PartialShape]) -> str:
+    return ", ".join(f"'{n}': {s.to_string()}" for n, s in shapes.items())
+
+
+def apply_preprocessing(model: ov.Model, slots: list[InputSlot]) -> ov.Model:
+    """Image inputs take u8 tensors, converted inside the model (as benchmark_app does)."""
+    ppp = ov.preprocess.PrePostProcessor(model)
+    for slot in slots:
+        if slot.kind == "image":
+            ppp.input(slot.name).tensor().set_element_type(ov.Type.u8)
+            slot.element_type = ov.Type.u8
+        if slot.layout.to_string() != "[...]":
+            ppp.input(slot.name).model().set_layout(slot.layout)
+    return ppp.build()
+
+
+def batch_size(slots: list[InputSlot]) -> int:
+    """The N dimension the inputs agree on (1 when no input has one), as benchmark_app."""
+    batches = {slot.batch for slot in slots if slot.layout.has_name("N")}
+    if len(batches) > 1:
+        raise InputError(f"Inputs disagree on the batch size: {sorted(batches)}. Set it with -b.")
+    return batches.pop() if batches else 1

@@ -1,0 +1,327 @@
+"""`run_benchmark`: one benchmark from spec to result, in benchmark_app's order of steps.
+
+read model -> resolve shapes/layouts (reshape) -> pre-processing -> compile -> read back the
+effective configuration -> create requests and fill inputs -> one warm-up inference (reported,
+not counted) -> the sync or async loop -> statistics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import platform
+import socket
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import openvino as ov
+import openvino.properties as props
+import openvino.properties.hint as hints
+
+from app.engine import devices, inputs, loops, stats
+from app.engine import model as model_mod
+from app.engine.errors import CompileError, ConfigError, EngineError, InferenceError, ModelReadError
+from app.engine.spec import (
+    DEFAULT_NIREQ,
+    BenchmarkResult,
+    BenchmarkSpec,
+    EffectiveConfig,
+    InputFill,
+    PerfCounter,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def ovbench_version() -> str:
+    try:
+        return metadata.version("ovbench")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0+unknown"
+
+
+def default_duration_s(spec: BenchmarkSpec) -> float:
+    """benchmark_app's table: the longest entry among the device names in -d, else UNKNOWN."""
+    table = spec.default_duration_s
+    matches = [seconds for name, seconds in table.items() if name != "UNKNOWN" and name in spec.device]
+    return max(matches) if matches else table.get("UNKNOWN", 120)
+
+
+def plan_limits(spec: BenchmarkSpec, nireq: int) -> tuple[int | None, float | None, list[str]]:
+    """(niter, duration_s, warnings) exactly as benchmark_app bounds a run."""
+    warns: list[str] = []
+    duration_s = spec.duration_s
+    niter = spec.niter
+    if duration_s is None and niter is None:
+        duration_s = default_duration_s(spec)
+        warns.append(f"Neither -niter nor -t given: running for the device default of {duration_s:g} s.")
+    if spec.api == "async" and niter and niter % nireq:
+        aligned = math.ceil(niter / nireq) * nireq
+        warns.append(
+            f"Number of iterations was aligned by request number from {niter} to {aligned} "
+            f"using number of requests {nireq}."
+        )
+        niter = aligned
+    return niter, duration_s, warns
+
+
+def _note(warns: list[str], new: list[str]) -> None:
+    for warning in new:
+        logger.warning("%s", warning)
+    warns.extend(new)
+
+
+def start_line(api: str, niter: int | None, duration_s: float | None, nireq: int) -> str:
+    """The seed's line: `Start inference asynchronously (10 s duration, 8 inference requests in parallel)`."""
+    limits = []
+    if duration_s:
+        limits.append(f"{duration_s:g} s duration")
+    if niter:
+        limits.append(f"{niter} iterations")
+    if api == "async":
+        limits.append(f"{nireq} inference requests in parallel")
+    return f"Start inference {api}hronously ({', '.join(limits)})"
+
+
+def _host() -> dict[str, str | int]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count() or 0,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def property_text(value: object) -> str:
+    """A property value as users write it: `f32`, `THROUGHPUT`, `True`, `2`."""
+    if isinstance(value, ov.Type):
+        return value.get_type_name()
+    name = getattr(value, "name", None)
+    if isinstance(name, str) and type(value).__module__.startswith("openvino"):
+        return name
+    return str(value)
+
+
+def _read_back(compiled: ov.CompiledModel) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for key in compiled.get_property(props.supported_properties()):
+        name = str(key)
+        if name == "SUPPORTED_PROPERTIES":
+            continue
+        try:
+            values[name] = property_text(compiled.get_property(name))
+        except Exception:  # noqa: S112 - some properties are not readable on every device
+            continue
+    return values
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _effective(
+    readback: dict[str, str], requested: dict[str, object], nireq: int, batch: int
+) -> EffectiveConfig:
+    pinning = readback.get("ENABLE_CPU_PINNING")
+    hint = readback.get("PERFORMANCE_HINT")
+    return EffectiveConfig(
+        hint=hint.lower() if hint else None,
+        nstreams=_int_or_none(readback.get("NUM_STREAMS")),
+        nireq=nireq,
+        nthreads=_int_or_none(readback.get("INFERENCE_NUM_THREADS")),
+        pin=None if pinning is None else pinning in ("True", "YES", "1"),
+        inference_precision=readback.get("INFERENCE_PRECISION_HINT"),
+        batch_size=batch,
+        requested={str(k): property_text(v) for k, v in requested.items()},
+        properties=readback,
+    )
+
+
+def _perf_counters(requests: list[ov.InferRequest]) -> list[PerfCounter]:
+    """Per-node times of each request's last inference, averaged over the requests."""
+    totals: dict[str, PerfCounter] = {}
+    for request in requests:
+        for info in request.profiling_info:
+            current = totals.get(info.node_name)
+            real_ms = info.real_time.total_seconds() * 1000 / len(requests)
+            cpu_ms = info.cpu_time.total_seconds() * 1000 / len(requests)
+            if current is None:
+                totals[info.node_name] = PerfCounter(
+                    node_name=info.node_name,
+                    node_type=info.node_type,
+                    exec_type=info.exec_type,
+                    status=str(info.status).rsplit(".", 1)[-1],
+                    real_time_ms=real_ms,
+                    cpu_time_ms=cpu_ms,
+                )
+            else:
+                current.real_time_ms += real_ms
+                current.cpu_time_ms += cpu_ms
+    return list(totals.values())
+
+
+def _set_inputs(request: ov.InferRequest, arrays: dict[str, object], dynamic: bool) -> None:
+    for name, array in arrays.items():
+        tensor = request.get_tensor(name)
+        if dynamic:
+            tensor.shape = list(array.shape)  # type: ignore[attr-defined]
+        if tensor.shape:
+            tensor.data[:] = array
+        else:
+            tensor.data.flat[:] = array  # type: ignore[index]
+
+
+def _core(spec: BenchmarkSpec) -> ov.Core:
+    core = ov.Core()
+    for library in spec.extension_paths:
+        try:
+            core.add_extension(library)
+        except Exception as exc:
+            raise ConfigError(f"Cannot load extension library '{library}': {model_mod._first_line(exc)}") from exc
+    if spec.gpu_config_path:
+        if not Path(spec.gpu_config_path).is_file():
+            raise ConfigError(f"GPU config file '{spec.gpu_config_path}' not found.")
+        if "GPU" in spec.device:
+            core.set_property("GPU", {"CONFIG_FILE": spec.gpu_config_path})
+    if spec.cache_dir:
+        core.set_property({"CACHE_DIR": spec.cache_dir})
+    return core
+
+
+def run_benchmark(
+    spec: BenchmarkSpec,
+    on_progress: loops.ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> BenchmarkResult:
+    """Run one benchmark. Raises EngineError (with a user-facing message) for bad input.
+
+    `on_progress` is called from the measuring thread about twice a second: keep it cheap.
+    Setting `cancel` stops the run within a second; the result then has status "cancelled".
+    """
+    started_at = dt.datetime.now(dt.UTC).isoformat()
+    model_path = Path(spec.model_path)
+    model_mod.model_files(model_path)
+    files = inputs.collect_input_files(spec.input_paths)
+    core = _core(spec)
+    devices.check_device(core, spec.device)
+    nireq = (spec.nireq or DEFAULT_NIREQ) if spec.api == "async" else 1
+    niter, duration_s, limit_warns = plan_limits(spec, nireq)
+    warns: list[str] = []
+    _note(warns, limit_warns)
+
+    t0 = time.perf_counter()
+    ov_model = model_mod.read_model(core, model_path)
+    read_model_ms = (time.perf_counter() - t0) * 1000
+    logger.info("Read model took %.2f ms", read_model_ms)
+    description = model_mod.describe(ov_model, model_path)
+
+    resolved = model_mod.resolve_inputs(ov_model, spec.shape, spec.data_shape, spec.layout, spec.batch)
+    slots, dynamic = resolved.slots, resolved.dynamic
+    _note(warns, resolved.warnings)
+    batch = model_mod.batch_size(slots)
+    ov_model = model_mod.apply_preprocessing(ov_model, slots)
+
+    config, config_warns = devices.compile_config(core, spec, nireq)
+    _note(warns, config_warns)
+    t0 = time.perf_counter()
+    try:
+        compiled = core.compile_model(ov_model, spec.device, config)
+    except Exception as exc:
+        raise CompileError(
+            f"Compiling the model for {spec.device} failed: {model_mod._first_line(exc)}"
+        ) from exc
+    compile_ms = (time.perf_counter() - t0) * 1000
+    logger.info("Compile model took %.2f ms", compile_ms)
+    readback = _read_back(compiled)
+    effective = _effective(readback, config, nireq, batch)
+    if spec.api == "async" and effective.nstreams and effective.nstreams > nireq:
+        _note(
+            warns,
+            [
+                f"{nireq} infer requests for {effective.nstreams} streams: some streams stay idle. "
+                f"Use -nireq {effective.nstreams} or more for full throughput."
+            ],
+        )
+
+    per_request, used, fill_warns = inputs.plan_and_fill(slots, files, nireq, spec.rgb)
+    _note(warns, fill_warns)
+    logger.info("%s", start_line(spec.api, niter, duration_s, nireq))
+    try:
+        if spec.api == "sync":
+            request = compiled.create_infer_request()
+            requests = [request]
+            _set_inputs(request, per_request[0], dynamic)
+            first_ms = loops.first_inference_sync(request)
+            logger.info("First inference took %.2f ms", first_ms)
+            outcome = loops.run_sync(request, niter, duration_s, on_progress, cancel)
+        else:
+            queue = ov.AsyncInferQueue(compiled, nireq)
+            requests = [queue[i] for i in range(len(queue))]
+            for request, arrays in zip(requests, per_request, strict=True):
+                _set_inputs(request, arrays, dynamic)
+            first_ms = loops.first_inference_async(queue)
+            logger.info("First inference took %.2f ms", first_ms)
+            outcome = loops.run_async(queue, niter, duration_s, on_progress, cancel)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise InferenceError(f"Inference failed on {spec.device}: {model_mod._first_line(exc)}") from exc
+
+    latency = stats.latency_stats(outcome.latencies_ms, spec.latency_percentile)
+    perf = _perf_counters(requests) if spec.perf_counters else None
+    result = BenchmarkResult(
+        status="cancelled" if outcome.cancelled else "completed",
+        api=spec.api,
+        device=spec.device,
+        device_full_name=devices.full_device_name(core, spec.device),
+        openvino_version=ov.get_version(),
+        ovbench_version=ovbench_version(),
+        started_at=started_at,
+        throughput_fps=stats.throughput_fps(batch, outcome.iterations, outcome.duration_s),
+        latency_ms=latency,
+        iterations=outcome.iterations,
+        duration_ms=outcome.duration_s * 1000,
+        first_inference_ms=first_ms,
+        read_model_ms=read_model_ms,
+        reshape_ms=resolved.reshape_ms,
+        compile_ms=compile_ms,
+        limits={"niter": niter, "duration_s": duration_s, "nireq": nireq},
+        config=effective,
+        model=description,
+        inputs=[
+            InputFill(
+                input=slot.name,
+                source="images" if slot.kind == "image" else "npy" if slot.kind == "npy" else "random",
+                files=[p.name for p in used[slot.name]],
+                shape=slot.shape,
+                element_type=slot.element_type.get_type_name(),
+            )
+            for slot in slots
+        ],
+        timeline=stats.timeline(outcome.completions_s, outcome.latencies_ms, outcome.duration_s, batch),
+        perf_counters=perf,
+        warnings=warns,
+        host=_host(),
+    )
+    del compiled
+    return result
+
+
+__all__ = ["ModelReadError", "run_benchmark"]

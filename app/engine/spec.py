@@ -1,0 +1,167 @@
+"""The engine's contract: what to run (`BenchmarkSpec`) and what came out (`BenchmarkResult`).
+
+Both are pydantic models so that the CLI's `--json`, the store and the REST API all
+serialize the very same object. Units are in the field names; numbers stay numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Api = Literal["sync", "async"]
+Pin = Literal["YES", "NO", "NUMA", "HYBRID_AWARE"]
+Hint = Literal["throughput", "latency", "cumulative_throughput", "none"]
+
+# benchmark_app's DEVICE_DURATION_IN_SECS: the run length when neither niter nor duration is given.
+DEFAULT_DURATION_S: dict[str, float] = {"CPU": 60, "GPU": 60, "NPU": 60, "UNKNOWN": 120}
+# The seed's -nireq default for the async API.
+DEFAULT_NIREQ = 2
+
+
+class BenchmarkSpec(BaseModel):
+    """One benchmark run, with benchmark_app's knobs under their long names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str = Field(description="Path to the model: .xml (with its .bin beside it), .onnx, ...")
+    input_paths: list[str] = Field(
+        default_factory=list,
+        description="Image files, folders of images, and .npy files named after non-image inputs.",
+    )
+    device: str = "CPU"
+    api: Api = "sync"
+    niter: int | None = Field(default=None, ge=1)
+    duration_s: float | None = Field(default=None, gt=0)
+    nireq: int | None = Field(default=None, ge=1, description="Async only; default 2.")
+    nstreams: str | None = None
+    nthreads: int | None = Field(default=None, ge=1)
+    batch: int | None = Field(default=None, ge=1)
+    pin: Pin | None = None
+    hint: Hint | None = None
+    shape: str | None = None
+    data_shape: str | None = None
+    layout: str | None = None
+    infer_precision: str | None = None
+    gpu_config_path: str | None = Field(default=None, description="-c: GPU custom kernels config")
+    extension_paths: list[str] = Field(default_factory=list, description="-l: extension libraries")
+    cache_dir: str | None = None
+    latency_percentile: int = Field(default=50, ge=1, le=100)
+    perf_counters: bool = False
+    rgb: bool = Field(default=False, description="Keep images in RGB order (default: BGR, as the seed)")
+    default_duration_s: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DURATION_S))
+
+
+class Progress(BaseModel):
+    fraction: float
+    iterations: int
+    elapsed_s: float
+
+
+class LatencyStats(BaseModel):
+    """Per-request latencies in milliseconds, full float precision (no rounding)."""
+
+    median: float
+    mean: float
+    min: float
+    max: float
+    stdev: float
+    p90: float
+    p95: float
+    p99: float
+    percentile: int = Field(description="The -latency_percentile asked for")
+    at_percentile: float = Field(description="Latency at that percentile (nearest rank)")
+
+
+class TimelinePoint(BaseModel):
+    second: int = Field(description="0-based second of the measured run")
+    iterations: int = Field(description="Requests completed during this second")
+    throughput_fps: float
+    median_latency_ms: float | None
+
+
+class PortInfo(BaseModel):
+    name: str
+    shape: str = Field(description="Partial shape as OpenVINO prints it, e.g. [1,3,224,224] or [?,3,?,?]")
+    element_type: str
+    layout: str
+
+
+class ModelFile(BaseModel):
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+class ModelDescription(BaseModel):
+    name: str
+    format: str
+    files: list[ModelFile]
+    inputs: list[PortInfo]
+    outputs: list[PortInfo]
+
+
+class InputFill(BaseModel):
+    """What exactly was fed to one model input."""
+
+    input: str
+    source: Literal["images", "npy", "random"]
+    files: list[str] = Field(default_factory=list)
+    shape: list[int]
+    element_type: str
+
+
+class EffectiveConfig(BaseModel):
+    """What the compiled model actually uses, read back from it."""
+
+    hint: str | None
+    nstreams: int | None
+    nireq: int
+    nthreads: int | None
+    pin: bool | None
+    inference_precision: str | None
+    batch_size: int
+    requested: dict[str, str] = Field(description="Properties we passed to compile_model")
+    properties: dict[str, str] = Field(description="All readable compiled-model properties")
+
+
+class PerfCounter(BaseModel):
+    node_name: str
+    node_type: str
+    exec_type: str
+    status: str
+    real_time_ms: float
+    cpu_time_ms: float
+
+
+class BenchmarkResult(BaseModel):
+    status: Literal["completed", "cancelled"]
+    api: Api
+    device: str
+    device_full_name: str
+    openvino_version: str
+    ovbench_version: str
+    started_at: str = Field(description="UTC, ISO 8601")
+    throughput_fps: float
+    latency_ms: LatencyStats | None = Field(description="None when no request completed")
+    iterations: int
+    duration_ms: float
+    first_inference_ms: float
+    read_model_ms: float
+    reshape_ms: float | None
+    compile_ms: float
+    limits: dict[str, float | int | None] = Field(description="niter and duration_s that bounded the run")
+    config: EffectiveConfig
+    model: ModelDescription
+    inputs: list[InputFill]
+    timeline: list[TimelinePoint]
+    perf_counters: list[PerfCounter] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    host: dict[str, str | int] = Field(default_factory=dict)
+
+
+class DeviceInfo(BaseModel):
+    name: str
+    full_name: str
+    properties: dict[str, str] = Field(default_factory=dict)
