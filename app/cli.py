@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,37 +27,137 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add = parser.add_argument
-    add("-m", "--path_to_model", dest="model", required=True, help="Required. Path to the model: .xml (with its .bin), .onnx, ...")
-    add("-i", "--path_to_images", dest="inputs", nargs="+", action="extend", default=[],
-        help="Images, folders of images, and .npy files named after non-image inputs. Default: random data.")
-    add("-d", "--target_device", dest="device", default="CPU",
-        help="CPU, GPU, NPU, AUTO, HETERO:<devices>, MULTI:<devices>. Default: CPU.")
-    add("-api", "--api_type", dest="api", choices=["sync", "async"], default="sync",
-        help="sync (latency first, one request) or async (throughput first). Default: sync.")
+    add(
+        "-m",
+        "--path_to_model",
+        dest="model",
+        required=True,
+        help="Required. Path to the model: .xml (with its .bin), .onnx, ...",
+    )
+    add(
+        "-i",
+        "--path_to_images",
+        dest="inputs",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="Images, folders of images, and .npy files named after non-image inputs. Default: random data.",
+    )
+    add(
+        "-d",
+        "--target_device",
+        dest="device",
+        default="CPU",
+        help="CPU, GPU, NPU, AUTO, HETERO:<devices>, MULTI:<devices>. Default: CPU.",
+    )
+    add(
+        "-api",
+        "--api_type",
+        dest="api",
+        choices=["sync", "async"],
+        default="sync",
+        help="sync (latency first, one request) or async (throughput first). Default: sync.",
+    )
     add("-niter", "--number_iterations", dest="niter", type=int, help="Number of iterations.")
-    add("-t", "--time", dest="duration_s", type=float,
-        help="Duration in seconds. Default when -niter is not given either: 60 s for CPU/GPU/NPU, 120 s otherwise.")
-    add("-nireq", "--number_infer_requests", dest="nireq", type=int, help="Number of infer requests (async). Default: 2.")
-    add("-nstreams", "--number_streams", dest="nstreams", help="Number of streams (a number or AUTO).")
-    add("-nthreads", "--number_threads", dest="nthreads", type=int, help="Number of CPU inference threads.")
+    add(
+        "-t",
+        "--time",
+        dest="duration_s",
+        type=float,
+        help="Duration in seconds. Default when -niter is not given either: 60 s for CPU/GPU/NPU, 120 s otherwise.",
+    )
+    add(
+        "-nireq",
+        "--number_infer_requests",
+        dest="nireq",
+        type=int,
+        help="Number of infer requests (async). Default: 2.",
+    )
+    add(
+        "-nstreams",
+        "--number_streams",
+        dest="nstreams",
+        help="Number of streams (a number or AUTO).",
+    )
+    add(
+        "-nthreads",
+        "--number_threads",
+        dest="nthreads",
+        type=int,
+        help="Number of CPU inference threads.",
+    )
     add("-b", "--batch_size", dest="batch", type=int, help="Batch size. Default: from the model.")
-    add("-pin", "--infer_threads_pinning", dest="pin", choices=["YES", "NO", "NUMA", "HYBRID_AWARE"],
-        help="CPU threads pinning.")
-    add("-hint", "--perf_hint", dest="hint", choices=["throughput", "latency", "cumulative_throughput", "none"],
-        help="Performance hint. Default: latency for sync, throughput for async; none when -nstreams/-nthreads/-pin are set.")
-    add("-shape", dest="shape", help="Reshape the model: '[1,3,224,224]' or 'input[1,3,224,224],other[1,4]'.")
-    add("-data_shape", dest="data_shape", help="Data shape for dynamic inputs, same syntax as -shape.")
+    add(
+        "-pin",
+        "--infer_threads_pinning",
+        dest="pin",
+        choices=["YES", "NO", "NUMA", "HYBRID_AWARE"],
+        help="CPU threads pinning.",
+    )
+    add(
+        "-hint",
+        "--perf_hint",
+        dest="hint",
+        choices=["throughput", "latency", "cumulative_throughput", "none"],
+        help="Performance hint. Default: latency for sync, throughput for async; none when -nstreams/-nthreads/-pin are set.",
+    )
+    add(
+        "-shape",
+        dest="shape",
+        help="Reshape the model: '[1,3,224,224]' or 'input[1,3,224,224],other[1,4]'.",
+    )
+    add(
+        "-data_shape",
+        dest="data_shape",
+        help="Data shape for dynamic inputs, same syntax as -shape.",
+    )
     add("-layout", dest="layout", help="Input layout: 'NCHW' or 'input[NHWC],other[NC]'.")
-    add("-infer_precision", dest="infer_precision", help="Inference precision hint, e.g. f32, bf16, f16.")
-    add("-c", "--path_to_cldnn_config", dest="gpu_config_path", help="GPU custom kernels config file.")
-    add("-l", "--path_to_extension", dest="extension_paths", action="append", default=[],
-        help="Extension library to load (repeatable).")
+    add(
+        "-infer_precision",
+        dest="infer_precision",
+        help="Inference precision hint, e.g. f32, bf16, f16.",
+    )
+    add(
+        "-c",
+        "--path_to_cldnn_config",
+        dest="gpu_config_path",
+        help="GPU custom kernels config file.",
+    )
+    add(
+        "-l",
+        "--path_to_extension",
+        dest="extension_paths",
+        action="append",
+        default=[],
+        help="Extension library to load (repeatable).",
+    )
     add("-cache_dir", dest="cache_dir", help="Model cache directory.")
-    add("-latency_percentile", dest="latency_percentile", type=int, default=50,
-        help="Latency percentile to report besides p50/p90/p95/p99 (1-100). Default: 50.")
-    add("-pc", "--perf_counts", dest="perf_counters", action="store_true", help="Per-layer performance counters in the result.")
-    add("--rgb", dest="rgb", action="store_true", help="Feed images as RGB (default: BGR, as the seed).")
-    add("--json", dest="json", action="store_true", help="Print the result JSON instead of the text report.")
+    add(
+        "-latency_percentile",
+        dest="latency_percentile",
+        type=int,
+        default=50,
+        help="Latency percentile to report besides p50/p90/p95/p99 (1-100). Default: 50.",
+    )
+    add(
+        "-pc",
+        "--perf_counts",
+        dest="perf_counters",
+        action="store_true",
+        help="Per-layer performance counters in the result.",
+    )
+    add(
+        "--rgb",
+        dest="rgb",
+        action="store_true",
+        help="Feed images as RGB (default: BGR, as the seed).",
+    )
+    add(
+        "--json",
+        dest="json",
+        action="store_true",
+        help="Print the result JSON instead of the text report.",
+    )
     return parser
 
 
@@ -66,9 +165,26 @@ def _spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
     fields = {
         name: getattr(args, name)
         for name in (
-            "device", "api", "niter", "duration_s", "nireq", "nstreams", "nthreads", "batch", "pin",
-            "hint", "shape", "data_shape", "layout", "infer_precision", "gpu_config_path",
-            "extension_paths", "cache_dir", "latency_percentile", "perf_counters", "rgb",
+            "device",
+            "api",
+            "niter",
+            "duration_s",
+            "nireq",
+            "nstreams",
+            "nthreads",
+            "batch",
+            "pin",
+            "hint",
+            "shape",
+            "data_shape",
+            "layout",
+            "infer_precision",
+            "gpu_config_path",
+            "extension_paths",
+            "cache_dir",
+            "latency_percentile",
+            "perf_counters",
+            "rgb",
         )
     }
     return BenchmarkSpec(model_path=args.model, input_paths=args.inputs, **fields)
@@ -77,7 +193,9 @@ def _spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
 def print_report(result: BenchmarkResult) -> None:
     """The seed's lines, then the figures benchmark_app prints and a few more."""
     info = print
-    info(f"[ INFO ] Device: {result.device} ({result.device_full_name}), OpenVINO {result.openvino_version}")
+    info(
+        f"[ INFO ] Device: {result.device} ({result.device_full_name}), OpenVINO {result.openvino_version}"
+    )
     cfg = result.config
     info(
         f"[ INFO ] Compiled with: hint {cfg.hint}, {cfg.nstreams} streams, {cfg.nireq} requests, "
@@ -101,7 +219,6 @@ def print_report(result: BenchmarkResult) -> None:
 
 def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
     args = _run_parser(prog).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[ %(levelname)s ] %(message)s", stream=sys.stderr if args.json else sys.stdout)
     try:
         spec = _spec_from_args(args)
     except ValueError as exc:
@@ -109,15 +226,22 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
         return 2
     from app.engine.runner import run_benchmark  # openvino loads here, not for -h
 
-    cancel = threading.Event()
+    # The engine's INFO/WARNING lines in benchmark_app's style; on stderr when stdout is JSON.
+    handler = logging.StreamHandler(sys.stderr if args.json else sys.stdout)
+    handler.setFormatter(logging.Formatter("[ %(levelname)s ] %(message)s"))
+    engine_logger = logging.getLogger("app.engine")
+    engine_logger.addHandler(handler)
+    engine_logger.setLevel(logging.INFO)
     try:
-        result = run_benchmark(spec, cancel=cancel)
+        result = run_benchmark(spec)
     except EngineError as exc:
         print(f"[ ERROR ] {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("[ ERROR ] Interrupted.", file=sys.stderr)
         return 130
+    finally:
+        engine_logger.removeHandler(handler)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
@@ -126,9 +250,13 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
 
 
 def make_models_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ovbench make-models", description="Write the sample models (OpenVINO IR).")
+    parser = argparse.ArgumentParser(
+        prog="ovbench make-models", description="Write the sample models (OpenVINO IR)."
+    )
     parser.add_argument("out_dir", type=Path, help="Folder to write <name>.xml/.bin into.")
-    parser.add_argument("--only", nargs="+", help="Only these models (resnet50, mobilenet_v2, tiny_cnn).")
+    parser.add_argument(
+        "--only", nargs="+", help="Only these models (resnet50, mobilenet_v2, tiny_cnn)."
+    )
     args = parser.parse_args(argv)
     from app.engine.samples import SAMPLE_MODELS, write_sample_models
 

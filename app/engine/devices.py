@@ -39,7 +39,7 @@ def list_devices(core: ov.Core | None = None) -> list[DeviceInfo]:
         for key in _KEY_PROPERTIES:
             try:
                 properties[key] = str(core.get_property(name, key))
-            except Exception:  # noqa: S112 - a device without that property
+            except Exception:
                 continue
         devices.append(
             DeviceInfo(
@@ -64,7 +64,9 @@ def check_device(core: ov.Core, device: str) -> None:
     head = device.partition(":")[0]
     wanted = hardware_devices(device)
     known_heads = {d.split(".")[0] for d in available} | VIRTUAL_DEVICES
-    missing = [d for d in wanted if d not in available and d not in {a.split(".")[0] for a in available}]
+    missing = [
+        d for d in wanted if d not in available and d not in {a.split(".")[0] for a in available}
+    ]
     if head not in known_heads or missing:
         raise DeviceNotFoundError(
             f"Device '{device}' is not available on this host. Available: "
@@ -91,13 +93,23 @@ def _pin_value(pin: str, warnings: list[str]) -> bool:
     return pin != "NO"
 
 
-def compile_config(core: ov.Core, spec: BenchmarkSpec, nireq: int) -> tuple[dict[str, Any], list[str]]:
+def compile_config(
+    core: ov.Core, spec: BenchmarkSpec, nireq: int
+) -> tuple[dict[str, Any], list[str]]:
     """The properties passed to compile_model, and warnings about what was applied."""
     warnings: list[str] = []
     device = spec.device.partition(":")[0]
     supported = {str(p) for p in core.get_property(device, props.supported_properties())}
     config: dict[str, Any] = {}
-    tuning = [name for name, value in (("-nstreams", spec.nstreams), ("-nthreads", spec.nthreads), ("-pin", spec.pin)) if value]
+    tuning = [
+        name
+        for name, value in (
+            ("-nstreams", spec.nstreams),
+            ("-nthreads", spec.nthreads),
+            ("-pin", spec.pin),
+        )
+        if value
+    ]
 
     hint = spec.hint
     if hint is None and tuning:
@@ -120,7 +132,9 @@ def compile_config(core: ov.Core, spec: BenchmarkSpec, nireq: int) -> tuple[dict
         if hints.performance_mode() in supported or device in VIRTUAL_DEVICES:
             config[hints.performance_mode()] = _HINTS[hint]
         else:
-            warnings.append(f"Device {device} does not support a performance hint; -hint {hint} ignored.")
+            warnings.append(
+                f"Device {device} does not support a performance hint; -hint {hint} ignored."
+            )
     if spec.nireq is not None and spec.api == "async":
         config[hints.num_requests()] = nireq
     if spec.nstreams:
@@ -128,7 +142,9 @@ def compile_config(core: ov.Core, spec: BenchmarkSpec, nireq: int) -> tuple[dict
         if value.upper() == "AUTO":
             value = "-1"
         if not value.lstrip("-").isdigit():
-            raise ConfigError(f"-nstreams '{spec.nstreams}' is not a number or AUTO. Use e.g. -nstreams 2.")
+            raise ConfigError(
+                f"-nstreams '{spec.nstreams}' is not a number or AUTO. Use e.g. -nstreams 2."
+            )
         config[props.streams.num()] = int(value)
     if spec.nthreads:
         config[props.inference_num_threads()] = spec.nthreads

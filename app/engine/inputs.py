@@ -71,7 +71,9 @@ def collect_input_files(paths: list[str]) -> InputFiles:
         path = Path(raw)
         if path.is_dir():
             children = sorted(p for p in path.iterdir() if p.is_file())
-            usable = [p for p in children if p.suffix.lower() in IMAGE_EXTENSIONS | NUMPY_EXTENSIONS]
+            usable = [
+                p for p in children if p.suffix.lower() in IMAGE_EXTENSIONS | NUMPY_EXTENSIONS
+            ]
             if not usable:
                 raise InputError(
                     f"Folder '{path}' has no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
@@ -111,7 +113,12 @@ def verify_image(path: Path) -> tuple[int, int]:
                 image.load()
     except InputError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise InputError(f"File '{path.name}' is not a decodable image: {exc}") from exc
     return width, height
 
@@ -207,7 +214,9 @@ def _image_batch(
             cache[path] = load_image(path, width, height, rgb)
         used.append(path)
         hwc = cache[path]
-        frames.append(hwc.transpose(2, 0, 1) if slot.layout_str in ("[N,C,H,W]", "[C,H,W]") else hwc)
+        frames.append(
+            hwc.transpose(2, 0, 1) if slot.layout_str in ("[N,C,H,W]", "[C,H,W]") else hwc
+        )
     stacked = np.stack(frames)
     if not slot.layout.has_name("N"):
         stacked = stacked[0]
@@ -258,7 +267,9 @@ def plan_and_fill(
             array[:, 0], array[:, 1] = image_hw
         else:
             if slot.kind == "image":
-                warns.append(f"No images given: image input '{slot.name}' is filled with random data.")
+                warns.append(
+                    f"No images given: image input '{slot.name}' is filled with random data."
+                )
             else:
                 warns.append(
                     f"Input '{slot.name}' is filled with random data (seed 0). To use real data, "
@@ -268,4 +279,11 @@ def plan_and_fill(
             array = _random_array(slot.shape, dtype)
         for r in range(n_requests):
             per_request[r][slot.name] = array
+    for slot in slots:
+        if slot.kind == "image" and files.images and len(used[slot.name]) < len(files.images):
+            warns.append(
+                f"Only {len(used[slot.name])} of {len(files.images)} images feed input '{slot.name}' "
+                f"({n_requests} request(s) x batch {slot.batch}); each request reuses its tensor, "
+                "as benchmark_app does. Raise -nireq or -b to use more."
+            )
     return per_request, used, warns

@@ -34,7 +34,9 @@ class LoopOutcome:
     cancelled: bool = False
 
 
-def _fraction(iterations: int, elapsed_s: float, niter: int | None, duration_s: float | None) -> float:
+def _fraction(
+    iterations: int, elapsed_s: float, niter: int | None, duration_s: float | None
+) -> float:
     parts = []
     if niter:
         parts.append(iterations / niter)
@@ -64,7 +66,9 @@ class _Monitor:
         self.next_check_s = elapsed_s + _REPORT_EVERY_S
         if self.on_progress is not None:
             fraction = _fraction(iterations, elapsed_s, self.niter, self.duration_s)
-            self.on_progress(Progress(fraction=fraction, iterations=iterations, elapsed_s=elapsed_s))
+            self.on_progress(
+                Progress(fraction=fraction, iterations=iterations, elapsed_s=elapsed_s)
+            )
         return self.cancel is not None and self.cancel.is_set()
 
 

@@ -113,7 +113,8 @@ def describe(model: ov.Model, path: Path) -> ModelDescription:
         name=model.get_friendly_name() or path.stem,
         format=model_format(path),
         files=[
-            ModelFile(name=f.name, size_bytes=f.stat().st_size, sha256=file_sha256(f)) for f in files
+            ModelFile(name=f.name, size_bytes=f.stat().st_size, sha256=file_sha256(f))
+            for f in files
         ],
         inputs=[port_info(p) for p in model.inputs],
         outputs=[port_info(p) for p in model.outputs],
@@ -168,7 +169,9 @@ def parse_partial_shape(value: str, option: str, input_name: str) -> ov.PartialS
     try:
         return ov.PartialShape(f"[{text}]")
     except Exception as exc:
-        raise InputError(f"{option} for input '{input_name}': '{value}' is not a shape: {exc}") from exc
+        raise InputError(
+            f"{option} for input '{input_name}': '{value}' is not a shape: {exc}"
+        ) from exc
 
 
 @dataclass
@@ -191,7 +194,10 @@ def resolve_inputs(
     `dynamic` tells whether the compiled model stays dynamic (fed through -data_shape).
     """
     names = [p.get_any_name() for p in model.inputs]
-    shapes = {n: parse_partial_shape(v, "-shape", n) for n, v in _per_input(shape, "-shape", names).items()}
+    shapes = {
+        n: parse_partial_shape(v, "-shape", n)
+        for n, v in _per_input(shape, "-shape", names).items()
+    }
     data_shapes = {
         n: parse_partial_shape(v, "-data_shape", n)
         for n, v in _per_input(data_shape, "-data_shape", names).items()
@@ -210,8 +216,13 @@ def resolve_inputs(
             try:
                 port_layout = ov.Layout(layouts[name])
             except Exception as exc:
-                raise InputError(f"-layout for input '{name}': '{layouts[name]}' is not a layout: {exc}") from exc
-            if port_layout.to_string() != "[...]" and len(port_layout.to_string().split(",")) != pshape.rank.get_length():
+                raise InputError(
+                    f"-layout for input '{name}': '{layouts[name]}' is not a layout: {exc}"
+                ) from exc
+            if (
+                port_layout.to_string() != "[...]"
+                and len(port_layout.to_string().split(",")) != pshape.rank.get_length()
+            ):
                 raise InputError(
                     f"-layout '{layouts[name]}' has a different rank than input '{name}' {pshape.to_string()}."
                 )
@@ -219,14 +230,13 @@ def resolve_inputs(
             port_layout = port.node.get_layout()
         else:
             port_layout = guess_layout(pshape)
-        if batch:
-            if port_layout.has_name("N"):
-                index = port_layout.get_index_by_name("N")
-                if pshape[index] != ov.Dimension(batch):
-                    pshape = ov.PartialShape(pshape)
-                    pshape[index] = ov.Dimension(batch)
-                    reshape = True
-                batch_applied = True
+        if batch and port_layout.has_name("N"):
+            index = port_layout.get_index_by_name("N")
+            if pshape[index] != ov.Dimension(batch):
+                pshape = ov.PartialShape(pshape)
+                pshape[index] = ov.Dimension(batch)
+                reshape = True
+            batch_applied = True
         partial[name] = pshape
         slot_layouts[name] = port_layout
     if batch and not batch_applied:
@@ -240,7 +250,9 @@ def resolve_inputs(
         try:
             model.reshape({model.input(n): s for n, s in partial.items()})
         except Exception as exc:
-            raise InputError(f"Cannot reshape the model to {_fmt_shapes(partial)}: {_first_line(exc)}") from exc
+            raise InputError(
+                f"Cannot reshape the model to {_fmt_shapes(partial)}: {_first_line(exc)}"
+            ) from exc
         reshape_ms = (time.perf_counter() - started) * 1000
 
     slots: list[InputSlot] = []
@@ -269,7 +281,9 @@ def resolve_inputs(
                 warns.append(f"Input '{name}' has a static shape; its -data_shape is ignored.")
             static = [d.get_length() for d in pshape]
         port_layout = slot_layouts[name]
-        slot = InputSlot(name=name, shape=static, element_type=port.get_element_type(), layout=port_layout)
+        slot = InputSlot(
+            name=name, shape=static, element_type=port.get_element_type(), layout=port_layout
+        )
         ps_static = ov.PartialShape(static)
         if is_image_input(port_layout, ps_static):
             slot.kind = "image"

@@ -18,9 +18,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import openvino as ov
 import openvino.properties as props
-import openvino.properties.hint as hints
 
 from app.engine import devices, inputs, loops, stats
 from app.engine import model as model_mod
@@ -47,7 +47,9 @@ def ovbench_version() -> str:
 def default_duration_s(spec: BenchmarkSpec) -> float:
     """benchmark_app's table: the longest entry among the device names in -d, else UNKNOWN."""
     table = spec.default_duration_s
-    matches = [seconds for name, seconds in table.items() if name != "UNKNOWN" and name in spec.device]
+    matches = [
+        seconds for name, seconds in table.items() if name != "UNKNOWN" and name in spec.device
+    ]
     return max(matches) if matches else table.get("UNKNOWN", 120)
 
 
@@ -58,7 +60,9 @@ def plan_limits(spec: BenchmarkSpec, nireq: int) -> tuple[int | None, float | No
     niter = spec.niter
     if duration_s is None and niter is None:
         duration_s = default_duration_s(spec)
-        warns.append(f"Neither -niter nor -t given: running for the device default of {duration_s:g} s.")
+        warns.append(
+            f"Neither -niter nor -t given: running for the device default of {duration_s:g} s."
+        )
     if spec.api == "async" and niter and niter % nireq:
         aligned = math.ceil(niter / nireq) * nireq
         warns.append(
@@ -124,7 +128,7 @@ def _read_back(compiled: ov.CompiledModel) -> dict[str, str]:
             continue
         try:
             values[name] = property_text(compiled.get_property(name))
-        except Exception:  # noqa: S112 - some properties are not readable on every device
+        except Exception:
             continue
     return values
 
@@ -177,15 +181,16 @@ def _perf_counters(requests: list[ov.InferRequest]) -> list[PerfCounter]:
     return list(totals.values())
 
 
-def _set_inputs(request: ov.InferRequest, arrays: dict[str, object], dynamic: bool) -> None:
+def _set_inputs(request: ov.InferRequest, arrays: dict[str, np.ndarray], dynamic: bool) -> None:
+    """Copy the arrays into the request's own input tensors (benchmark_app's way)."""
     for name, array in arrays.items():
         tensor = request.get_tensor(name)
         if dynamic:
-            tensor.shape = list(array.shape)  # type: ignore[attr-defined]
-        if tensor.shape:
+            tensor.shape = list(array.shape)
+        if len(tensor.shape):
             tensor.data[:] = array
         else:
-            tensor.data.flat[:] = array  # type: ignore[index]
+            tensor.data.flat[:] = array
 
 
 def _core(spec: BenchmarkSpec) -> ov.Core:
@@ -194,7 +199,9 @@ def _core(spec: BenchmarkSpec) -> ov.Core:
         try:
             core.add_extension(library)
         except Exception as exc:
-            raise ConfigError(f"Cannot load extension library '{library}': {model_mod._first_line(exc)}") from exc
+            raise ConfigError(
+                f"Cannot load extension library '{library}': {model_mod._first_line(exc)}"
+            ) from exc
     if spec.gpu_config_path:
         if not Path(spec.gpu_config_path).is_file():
             raise ConfigError(f"GPU config file '{spec.gpu_config_path}' not found.")
@@ -232,7 +239,9 @@ def run_benchmark(
     logger.info("Read model took %.2f ms", read_model_ms)
     description = model_mod.describe(ov_model, model_path)
 
-    resolved = model_mod.resolve_inputs(ov_model, spec.shape, spec.data_shape, spec.layout, spec.batch)
+    resolved = model_mod.resolve_inputs(
+        ov_model, spec.shape, spec.data_shape, spec.layout, spec.batch
+    )
     slots, dynamic = resolved.slots, resolved.dynamic
     _note(warns, resolved.warnings)
     batch = model_mod.batch_size(slots)
@@ -282,7 +291,9 @@ def run_benchmark(
     except EngineError:
         raise
     except Exception as exc:
-        raise InferenceError(f"Inference failed on {spec.device}: {model_mod._first_line(exc)}") from exc
+        raise InferenceError(
+            f"Inference failed on {spec.device}: {model_mod._first_line(exc)}"
+        ) from exc
 
     latency = stats.latency_stats(outcome.latencies_ms, spec.latency_percentile)
     perf = _perf_counters(requests) if spec.perf_counters else None
@@ -308,14 +319,20 @@ def run_benchmark(
         inputs=[
             InputFill(
                 input=slot.name,
-                source="images" if slot.kind == "image" else "npy" if slot.kind == "npy" else "random",
+                source="images"
+                if slot.kind == "image"
+                else "npy"
+                if slot.kind == "npy"
+                else "random",
                 files=[p.name for p in used[slot.name]],
                 shape=slot.shape,
                 element_type=slot.element_type.get_type_name(),
             )
             for slot in slots
         ],
-        timeline=stats.timeline(outcome.completions_s, outcome.latencies_ms, outcome.duration_s, batch),
+        timeline=stats.timeline(
+            outcome.completions_s, outcome.latencies_ms, outcome.duration_s, batch
+        ),
         perf_counters=perf,
         warnings=warns,
         host=_host(),

@@ -25,7 +25,9 @@ class BenchmarkSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_path: str = Field(description="Path to the model: .xml (with its .bin beside it), .onnx, ...")
+    model_path: str = Field(
+        description="Path to the model: .xml (with its .bin beside it), .onnx, ..."
+    )
     input_paths: list[str] = Field(
         default_factory=list,
         description="Image files, folders of images, and .npy files named after non-image inputs.",
@@ -49,7 +51,9 @@ class BenchmarkSpec(BaseModel):
     cache_dir: str | None = None
     latency_percentile: int = Field(default=50, ge=1, le=100)
     perf_counters: bool = False
-    rgb: bool = Field(default=False, description="Keep images in RGB order (default: BGR, as the seed)")
+    rgb: bool = Field(
+        default=False, description="Keep images in RGB order (default: BGR, as the seed)"
+    )
     default_duration_s: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DURATION_S))
 
 
@@ -83,7 +87,9 @@ class TimelinePoint(BaseModel):
 
 class PortInfo(BaseModel):
     name: str
-    shape: str = Field(description="Partial shape as OpenVINO prints it, e.g. [1,3,224,224] or [?,3,?,?]")
+    shape: str = Field(
+        description="Partial shape as OpenVINO prints it, e.g. [1,3,224,224] or [?,3,?,?]"
+    )
     element_type: str
     layout: str
 
@@ -151,7 +157,9 @@ class BenchmarkResult(BaseModel):
     read_model_ms: float
     reshape_ms: float | None
     compile_ms: float
-    limits: dict[str, float | int | None] = Field(description="niter and duration_s that bounded the run")
+    limits: dict[str, float | int | None] = Field(
+        description="niter and duration_s that bounded the run"
+    )
     config: EffectiveConfig
     model: ModelDescription
     inputs: list[InputFill]

@@ -1,0 +1,297 @@
+"""Sample models built in code with OpenVINO's graph API: nothing is downloaded.
+
+Three real topologies for demos, the CLI's `make-models` and the tests:
+
+- `resnet50`: ResNet-50 v1.5, [1,3,224,224] -> [1,1000] logits, about 25.5M parameters.
+- `mobilenet_v2`: MobileNetV2 (width 1.0), [1,3,224,224] -> [1,1000] logits, about 3.5M parameters.
+- `tiny_cnn`: two small convolutions, [1,3,64,64] -> [1,10] logits; infers in microseconds.
+
+The weights are pseudo-random but deterministic (a fixed seed per model) and He-scaled, with
+BatchNorm folded into each convolution's weights and bias as a converted IR would have it. The
+residual branches are damped so activations stay finite and non-degenerate through the whole
+network for both unit-scale and 0..255 inputs: the timings are those of the real topology, the
+predictions are meaningless.
+
+Every node gets an explicit friendly name, so `write_sample_models` writes the same bytes for
+the same model in every run (OpenVINO's automatic names come from a process-wide counter).
+No layout is set on the inputs: consumers have to guess NCHW, as benchmark_app does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino.opset16 as ops  # opset17's module only carries the ops new in 17
+
+__all__ = [
+    "SAMPLE_MODELS",
+    "build_mobilenet_v2",
+    "build_resnet50",
+    "build_tiny_cnn",
+    "write_sample_models",
+]
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+_RESNET50_SEED = 50
+_MOBILENET_V2_SEED = 2
+_TINY_CNN_SEED = 10
+
+# Scale of a residual branch's last convolution (a small folded BN gamma, as in
+# "zero-init residual" training): keeps the variance from doubling at every block.
+_RESIDUAL_GAIN = 0.25
+
+
+class _GraphBuilder:
+    """Creates named nodes with deterministic He-scaled weights, one model at a time."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def _constant(self, array: np.ndarray, name: str) -> ov.Node:
+        return ops.constant(np.ascontiguousarray(array, dtype=np.float32), name=name)
+
+    def _axes(self, values: list[int], name: str) -> ov.Node:
+        return ops.constant(np.array(values, dtype=np.int64), name=name)
+
+    def _weights(self, shape: tuple[int, ...], fan_in: int, gain: float) -> np.ndarray:
+        std = gain * np.sqrt(2.0 / fan_in)
+        return (self._rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
+
+    def _bias(self, channels: int, name: str) -> ov.Node:
+        bias = self._rng.normal(0.0, 0.01, size=(1, channels, 1, 1)).astype(np.float32)
+        return self._constant(bias, f"{name}/bias")
+
+    def conv(
+        self,
+        x: ov.Output,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        name: str,
+        stride: int = 1,
+        gain: float = 1.0,
+    ) -> ov.Output:
+        """Convolution + folded-BN bias, padded to keep ceil(H / stride)."""
+        pad = kernel // 2
+        weights = self._weights(
+            (out_channels, in_channels, kernel, kernel), in_channels * kernel * kernel, gain
+        )
+        conv = ops.convolution(
+            x,
+            self._constant(weights, f"{name}/weights"),
+            strides=[stride, stride],
+            pads_begin=[pad, pad],
+            pads_end=[pad, pad],
+            dilations=[1, 1],
+            name=name,
+        )
+        return ops.add(conv, self._bias(out_channels, name), name=f"{name}/add").output(0)
+
+    def depthwise_conv(
+        self, x: ov.Output, channels: int, kernel: int, name: str, stride: int = 1
+    ) -> ov.Output:
+        """Depthwise convolution as a GroupConvolution with one channel per group."""
+        pad = kernel // 2
+        weights = self._weights((channels, 1, 1, kernel, kernel), kernel * kernel, 1.0)
+        conv = ops.group_convolution(
+            x,
+            self._constant(weights, f"{name}/weights"),
+            strides=[stride, stride],
+            pads_begin=[pad, pad],
+            pads_end=[pad, pad],
+            dilations=[1, 1],
+            name=name,
+        )
+        return ops.add(conv, self._bias(channels, name), name=f"{name}/add").output(0)
+
+    def relu(self, x: ov.Output, name: str) -> ov.Output:
+        return ops.relu(x, name=name).output(0)
+
+    def relu6(self, x: ov.Output, name: str) -> ov.Output:
+        return ops.clamp(x, 0.0, 6.0, name=name).output(0)
+
+    def add(self, a: ov.Output, b: ov.Output, name: str) -> ov.Output:
+        return ops.add(a, b, name=name).output(0)
+
+    def max_pool(self, x: ov.Output, kernel: int, stride: int, pad: int, name: str) -> ov.Output:
+        pool = ops.max_pool(
+            x,
+            strides=[stride, stride],
+            dilations=[1, 1],
+            pads_begin=[pad, pad],
+            pads_end=[pad, pad],
+            kernel_shape=[kernel, kernel],
+            name=name,
+        )
+        return pool.output(0)
+
+    def global_avg_pool(self, x: ov.Output, name: str) -> ov.Output:
+        """Mean over H and W: [N,C,H,W] -> [N,C]."""
+        return ops.reduce_mean(x, self._axes([2, 3], f"{name}/axes"), name=name).output(0)
+
+    def fully_connected(
+        self, x: ov.Output, in_features: int, out_features: int, name: str
+    ) -> ov.Output:
+        """MatMul with [out, in] weights (transpose_b, as converted IRs store it) + bias."""
+        weights = self._rng.standard_normal((out_features, in_features), dtype=np.float32)
+        weights *= np.float32(np.sqrt(1.0 / in_features))
+        bias = self._rng.normal(0.0, 0.01, size=(1, out_features)).astype(np.float32)
+        matmul = ops.matmul(
+            x,
+            self._constant(weights, f"{name}/weights"),
+            transpose_a=False,
+            transpose_b=True,
+            name=f"{name}/matmul",
+        )
+        return ops.add(matmul, self._constant(bias, f"{name}/bias"), name=name).output(0)
+
+
+def _image_input(shape: list[int]) -> ov.Node:
+    param = ops.parameter(shape, ov.Type.f32, name=INPUT_NAME)
+    param.output(0).get_tensor().set_names({INPUT_NAME})
+    return param
+
+
+def _make_model(param: ov.Node, logits: ov.Output, model_name: str) -> ov.Model:
+    logits.get_node().set_friendly_name(OUTPUT_NAME)
+    logits.get_tensor().set_names({OUTPUT_NAME})
+    result = ops.result(logits, name=f"{OUTPUT_NAME}/sink_port_0")
+    return ov.Model([result], [param], model_name)
+
+
+def _bottleneck(
+    g: _GraphBuilder,
+    x: ov.Output,
+    in_channels: int,
+    width: int,
+    stride: int,
+    name: str,
+) -> ov.Output:
+    """ResNet v1.5 bottleneck: 1x1 -> 3x3 (carries the stride) -> 1x1 (4 * width)."""
+    out_channels = 4 * width
+    y = g.relu(g.conv(x, in_channels, width, 1, f"{name}.conv1"), f"{name}.relu1")
+    y = g.relu(g.conv(y, width, width, 3, f"{name}.conv2", stride=stride), f"{name}.relu2")
+    y = g.conv(y, width, out_channels, 1, f"{name}.conv3", gain=_RESIDUAL_GAIN)
+    if stride != 1 or in_channels != out_channels:
+        shortcut = g.conv(x, in_channels, out_channels, 1, f"{name}.downsample", stride=stride)
+    else:
+        shortcut = x
+    return g.relu(g.add(y, shortcut, f"{name}.add"), f"{name}.relu3")
+
+
+def build_resnet50() -> ov.Model:
+    """ResNet-50 v1.5: input "input" f32 [1,3,224,224], output "logits" f32 [1,1000]."""
+    g = _GraphBuilder(_RESNET50_SEED)
+    param = _image_input([1, 3, 224, 224])
+    x = g.relu(g.conv(param.output(0), 3, 64, 7, "conv1", stride=2), "relu1")
+    x = g.max_pool(x, kernel=3, stride=2, pad=1, name="maxpool")
+    channels = 64
+    for stage, (width, blocks, first_stride) in enumerate(
+        [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=1
+    ):
+        for block in range(blocks):
+            stride = first_stride if block == 0 else 1
+            x = _bottleneck(g, x, channels, width, stride, f"layer{stage}.{block}")
+            channels = 4 * width
+    x = g.global_avg_pool(x, "avgpool")
+    logits = g.fully_connected(x, channels, 1000, "fc")
+    return _make_model(param, logits, "resnet50")
+
+
+# MobileNetV2's table: expansion t, output channels c, repeats n, first stride s.
+_MOBILENET_V2_SETTINGS = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
+
+
+def _inverted_residual(
+    g: _GraphBuilder,
+    x: ov.Output,
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    expansion: int,
+    name: str,
+) -> ov.Output:
+    """Expand 1x1 + ReLU6, depthwise 3x3 + ReLU6, linear 1x1 projection, residual if shapes match."""
+    hidden = in_channels * expansion
+    use_residual = stride == 1 and in_channels == out_channels
+    y = x
+    if expansion != 1:
+        y = g.relu6(g.conv(y, in_channels, hidden, 1, f"{name}.expand"), f"{name}.expand_relu6")
+    y = g.relu6(g.depthwise_conv(y, hidden, 3, f"{name}.dw", stride=stride), f"{name}.dw_relu6")
+    # A linear bottleneck: no ReLU follows, so a gain of 1/sqrt(2) keeps the variance.
+    gain = _RESIDUAL_GAIN if use_residual else float(np.sqrt(0.5))
+    y = g.conv(y, hidden, out_channels, 1, f"{name}.project", gain=gain)
+    return g.add(y, x, f"{name}.add") if use_residual else y
+
+
+def build_mobilenet_v2() -> ov.Model:
+    """MobileNetV2 1.0: input "input" f32 [1,3,224,224], output "logits" f32 [1,1000]."""
+    g = _GraphBuilder(_MOBILENET_V2_SEED)
+    param = _image_input([1, 3, 224, 224])
+    x = g.relu6(g.conv(param.output(0), 3, 32, 3, "features.0", stride=2), "features.0.relu6")
+    channels = 32
+    index = 1
+    for expansion, out_channels, repeats, first_stride in _MOBILENET_V2_SETTINGS:
+        for repeat in range(repeats):
+            stride = first_stride if repeat == 0 else 1
+            x = _inverted_residual(
+                g, x, channels, out_channels, stride, expansion, f"features.{index}"
+            )
+            channels = out_channels
+            index += 1
+    x = g.relu6(g.conv(x, channels, 1280, 1, f"features.{index}"), f"features.{index}.relu6")
+    x = g.global_avg_pool(x, "avgpool")
+    logits = g.fully_connected(x, 1280, 1000, "classifier")
+    return _make_model(param, logits, "mobilenet_v2")
+
+
+def build_tiny_cnn() -> ov.Model:
+    """A tiny CNN for fast tests: input "input" f32 [1,3,64,64], output "logits" f32 [1,10]."""
+    g = _GraphBuilder(_TINY_CNN_SEED)
+    param = _image_input([1, 3, 64, 64])
+    x = g.relu(g.conv(param.output(0), 3, 8, 3, "conv1", stride=2), "relu1")
+    x = g.relu(g.conv(x, 8, 16, 3, "conv2", stride=2), "relu2")
+    x = g.max_pool(x, kernel=2, stride=2, pad=0, name="pool")
+    x = g.global_avg_pool(x, "avgpool")
+    logits = g.fully_connected(x, 16, 10, "fc")
+    return _make_model(param, logits, "tiny_cnn")
+
+
+SAMPLE_MODELS: dict[str, Callable[[], ov.Model]] = {
+    "resnet50": build_resnet50,
+    "mobilenet_v2": build_mobilenet_v2,
+    "tiny_cnn": build_tiny_cnn,
+}
+
+
+def write_sample_models(out_dir: Path, names: Iterable[str] | None = None) -> dict[str, Path]:
+    """Write `<out_dir>/<name>.xml` (+ `.bin`, f32 weights) for each name; return the xml paths.
+
+    `names` defaults to every entry of `SAMPLE_MODELS`; an unknown name raises `KeyError`
+    before anything is written.
+    """
+    selected = list(SAMPLE_MODELS) if names is None else list(names)
+    unknown = [name for name in selected if name not in SAMPLE_MODELS]
+    if unknown:
+        raise KeyError(f"unknown sample model(s) {unknown}; known: {sorted(SAMPLE_MODELS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name in selected:
+        xml_path = out_dir / f"{name}.xml"
+        ov.save_model(SAMPLE_MODELS[name](), xml_path, compress_to_fp16=False)
+        paths[name] = xml_path
+    return paths
