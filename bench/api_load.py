@@ -1,0 +1,120 @@
+"""Does HTTP traffic disturb measurements? API latency under load, and the job's throughput with and without it.
+
+For each pair: a ResNet-50 async job (-nireq 2 -nstreams 2 -hint none, 10 s) runs once with
+no polling (the script checks once a second) and once while 32 concurrent clients poll
+`GET /jobs/{id}` and `GET /jobs` as fast as they can. Prints per pair the two throughputs and
+the perturbation, the API's p50/p99 latency and requests/s, then medians.
+Targets: API p99 < 50 ms; median throughput perturbation < 3%.
+
+    .venv/bin/python bench/api_load.py [--pairs 3] [--clients 32] [--duration-s 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from typing import Any
+
+import httpx
+from _service import Service, sample_model
+
+
+def _percentile(sorted_values: list[float], percent: float) -> float:
+    rank = max(1, -(-len(sorted_values) * percent // 100))
+    return sorted_values[int(rank) - 1]
+
+
+async def _poller(
+    base_url: str, job_id: str, stop: asyncio.Event, latencies_ms: list[float]
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        paths = [f"/jobs/{job_id}", "/jobs?limit=20"]
+        turn = 0
+        while not stop.is_set():
+            started = time.perf_counter()
+            response = await client.get(paths[turn % 2])
+            latencies_ms.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+            turn += 1
+
+
+async def _loaded_run(
+    svc: Service, body: dict[str, Any], clients: int
+) -> tuple[float, list[float], float]:
+    job_id = svc.submit(body)
+    latencies_ms: list[float] = []
+    stop = asyncio.Event()
+    while svc.client.get(f"/jobs/{job_id}").json()["status"] == "queued":
+        await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    tasks = [
+        asyncio.create_task(_poller(svc.base_url, job_id, stop, latencies_ms))
+        for _ in range(clients)
+    ]
+    while True:
+        job = await asyncio.to_thread(lambda: svc.client.get(f"/jobs/{job_id}").json())
+        if job["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*tasks)
+    elapsed_s = time.perf_counter() - started
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"loaded job ended {job['status']}: {job.get('error')}")
+    return (
+        float(job["result"]["throughput_fps"]),
+        sorted(latencies_ms),
+        len(latencies_ms) / elapsed_s,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration-s", type=float, default=10)
+    args = parser.parse_args()
+    xml = sample_model("resnet50")
+    body = {
+        "device": "CPU",
+        "api": "async",
+        "nireq": 2,
+        "nstreams": "2",
+        "hint": "none",
+        "duration_s": args.duration_s,
+    }
+    perturbations, p50s, p99s, rates = [], [], [], []
+    with Service() as svc:
+        body["model_id"] = svc.upload_model(xml)
+        print(
+            f"{'pair':>4} {'quiet fps':>10} {'loaded fps':>11} {'perturb':>8} {'api p50 ms':>11} {'api p99 ms':>11} {'req/s':>8}"
+        )
+        for pair in range(1, args.pairs + 1):
+            quiet = svc.wait(svc.submit(body), poll_s=1.0)["result"]["throughput_fps"]
+            loaded, latencies, rate = asyncio.run(_loaded_run(svc, body, args.clients))
+            perturbation = 1 - loaded / quiet
+            p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+            perturbations.append(perturbation)
+            p50s.append(p50)
+            p99s.append(p99)
+            rates.append(rate)
+            print(
+                f"{pair:>4} {quiet:>10.2f} {loaded:>11.2f} {perturbation:>8.1%} {p50:>11.2f} {p99:>11.2f} {rate:>8.0f}",
+                flush=True,
+            )
+    med_perturb, med_p99 = statistics.median(perturbations), statistics.median(p99s)
+    print(
+        f"median: perturbation {med_perturb:.1%} (target < 3%) {'PASS' if med_perturb < 0.03 else 'FAIL'}; "
+        f"API p50 {statistics.median(p50s):.2f} ms, p99 {med_p99:.2f} ms (target < 50 ms) "
+        f"{'PASS' if med_p99 < 50 else 'FAIL'}; {statistics.median(rates):.0f} requests/s"
+    )
+    return 0 if med_perturb < 0.03 and med_p99 < 50 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
