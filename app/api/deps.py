@@ -1,0 +1,42 @@
+"""Typed dependencies for the routes: the store and the settings the app was built with."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from app.api.schemas import ErrorRead
+from app.settings import Settings
+from app.store import Store
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each listed status documented with the one error shape."""
+    descriptions = {
+        400: "Malformed request",
+        404: "Unknown id",
+        409: "Conflicts with the current state",
+        413: "An uploaded file is larger than the limit",
+        415: "Unsupported file type or content type",
+        422: "Invalid parameters or files",
+        503: "The queue is full, or the worker is not ready",
+    }
+    return {
+        code: {"model": ErrorRead, "description": descriptions.get(code, "Error")}
+        for code in status_codes
+    }

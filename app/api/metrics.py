@@ -1,0 +1,84 @@
+"""Prometheus metrics computed from the store on every scrape (no process-global counters).
+
+A custom collector reads the store, so the numbers are right across restarts and
+whichever process changed the state (the worker or the API).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from app.store import Store
+from app.store.tables import JOB_STATUSES
+
+logger = logging.getLogger(__name__)
+
+DURATION_BUCKETS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+class StoreCollector(Collector):
+    def __init__(self, store: Store, heartbeat_timeout_s: float) -> None:
+        self.store = store
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.store.count_jobs_by_status()
+        jobs = GaugeMetricFamily("ovbench_jobs", "Jobs in the store by status", labels=["status"])
+        for status in JOB_STATUSES:
+            jobs.add_metric([status], counts.get(status, 0))
+        yield jobs
+        yield GaugeMetricFamily(
+            "ovbench_queue_depth", "Jobs waiting to run", value=counts.get("queued", 0)
+        )
+        yield GaugeMetricFamily(
+            "ovbench_worker_busy",
+            "1 while the worker runs a job",
+            value=1 if counts.get("running") else 0,
+        )
+        worker = self.store.read_worker()
+        alive = (
+            worker is not None
+            and (datetime.now(UTC) - worker.heartbeat_at).total_seconds()
+            <= self.heartbeat_timeout_s
+        )
+        yield GaugeMetricFamily(
+            "ovbench_worker_up", "1 while the worker heartbeat is fresh", value=int(alive)
+        )
+
+        cumulative, count, total = self.store.run_durations(DURATION_BUCKETS_S)
+        buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS_S, cumulative, strict=True)]
+        buckets.append(("+Inf", count))
+        yield HistogramMetricFamily(
+            "ovbench_job_duration_seconds",
+            "Wall time of finished jobs, from start to finish",
+            buckets=buckets,
+            sum_value=total,
+        )
+
+        labels = ["model_id", "model", "device", "api"]
+        throughput = GaugeMetricFamily(
+            "ovbench_last_throughput_fps", "Throughput of the newest succeeded job", labels=labels
+        )
+        latency = GaugeMetricFamily(
+            "ovbench_last_latency_median_ms",
+            "Median latency of the newest succeeded job",
+            labels=labels,
+        )
+        for last in self.store.last_results():
+            values = [last.model_id, last.model_name, last.device, last.api]
+            throughput.add_metric(values, last.throughput_fps)
+            if last.latency_median_ms is not None:
+                latency.add_metric(values, last.latency_median_ms)
+        yield throughput
+        yield latency
+
+
+def build_registry(store: Store, heartbeat_timeout_s: float) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store, heartbeat_timeout_s))
+    return registry

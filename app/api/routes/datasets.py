@@ -1,0 +1,95 @@
+"""`/datasets`: upload input files (images, .npy), list, read, delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.ingest import ingest_dataset
+from app.api.schemas import DatasetFileRead, DatasetRead
+from app.api.uploads import read_multipart
+from app.errors import ValidationError
+from app.store.tables import DatasetRow
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+DATASET_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Images, and .npy files named after non-image inputs",
+                        }
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+def dataset_read(row: DatasetRow) -> DatasetRead:
+    return DatasetRead(
+        id=row.id,
+        count=row.count,
+        size_bytes=row.size_bytes,
+        files=[DatasetFileRead.model_validate(f) for f in row.files],
+        created_at=row.created_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetRead,
+    responses=error_responses(400, 413, 415, 422),
+    openapi_extra=DATASET_UPLOAD_BODY,
+    summary="Upload input files (multipart: -F file=@a.jpg -F file=@b.png)",
+)
+async def create_dataset(request: Request, store: StoreDep, settings: SettingsDep) -> DatasetRead:
+    form = await read_multipart(request, store.blobs, settings.max_upload_bytes)
+    try:
+        if form.fields:
+            raise ValidationError(
+                f"Unknown form fields: {sorted(form.fields)}; send only files",
+                code="unknown_fields",
+            )
+        row = await run_in_threadpool(ingest_dataset, store, form.files)
+    finally:
+        form.discard()
+    return dataset_read(row)
+
+
+@router.get("", response_model=list[DatasetRead], summary="List datasets, newest first")
+def list_datasets(store: StoreDep) -> list[DatasetRead]:
+    return [dataset_read(row) for row in store.list_datasets()]
+
+
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=error_responses(404, 422))
+def read_dataset(dataset_id: str, store: StoreDep) -> DatasetRead:
+    return dataset_read(store.get_dataset(dataset_id))
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404, 409, 422),
+    summary="Delete a dataset (409 while a queued or running job uses it)",
+)
+def delete_dataset(dataset_id: str, store: StoreDep) -> Response:
+    store.delete_dataset(dataset_id)
+    return Response(status_code=204)

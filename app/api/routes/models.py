@@ -1,0 +1,113 @@
+"""`/models`: upload (deduplicated by content), list, read, delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.ingest import ingest_model
+from app.api.schemas import ModelFileRead, ModelRead
+from app.api.uploads import read_multipart
+from app.engine.spec import PortInfo
+from app.errors import ValidationError
+from app.store.tables import ModelRow
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+MODEL_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "The model files: .xml and .bin, or one .onnx/.tflite/...",
+                        },
+                        "name": {
+                            "type": "string",
+                            "description": "Display name (default: file stem)",
+                        },
+                    },
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+
+
+def model_read(row: ModelRow) -> ModelRead:
+    return ModelRead(
+        id=row.id,
+        name=row.name,
+        format=row.format,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        inputs=[PortInfo.model_validate(p) for p in row.description.get("inputs", [])],
+        outputs=[PortInfo.model_validate(p) for p in row.description.get("outputs", [])],
+        files=[ModelFileRead.model_validate(f) for f in row.files],
+        created_at=row.created_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelRead,
+    responses={
+        200: {
+            "model": ModelRead,
+            "description": "The same content was uploaded before: that model",
+        },
+        **error_responses(400, 413, 415, 422),
+    },
+    openapi_extra=MODEL_UPLOAD_BODY,
+    summary="Upload a model (multipart: -F file=@model.xml -F file=@model.bin)",
+)
+async def create_model(
+    request: Request, response: Response, store: StoreDep, settings: SettingsDep
+) -> ModelRead:
+    form = await read_multipart(request, store.blobs, settings.max_upload_bytes)
+    try:
+        unknown = sorted(set(form.fields) - {"name"})
+        if unknown:
+            raise ValidationError(f"Unknown form fields: {unknown}", code="unknown_fields")
+        name = form.single("name")
+        row, created = await run_in_threadpool(ingest_model, store, form.files, name)
+    finally:
+        form.discard()
+    if not created:
+        response.status_code = 200
+    return model_read(row)
+
+
+@router.get("", response_model=list[ModelRead], summary="List models, newest first")
+def list_models(store: StoreDep) -> list[ModelRead]:
+    return [model_read(row) for row in store.list_models()]
+
+
+@router.get("/{model_id}", response_model=ModelRead, responses=error_responses(404, 422))
+def read_model(model_id: str, store: StoreDep) -> ModelRead:
+    return model_read(store.get_model(model_id))
+
+
+@router.delete(
+    "/{model_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404, 409, 422),
+    summary="Delete a model (409 while a queued or running job uses it)",
+)
+def delete_model(model_id: str, store: StoreDep) -> Response:
+    store.delete_model(model_id)
+    return Response(status_code=204)

@@ -1,0 +1,84 @@
+"""Service routes: devices, health, readiness, version and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.schemas import DeviceRead, HealthRead, ReadyRead, VersionRead, WorkerRead
+from app.errors import UnavailableError
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["system"])
+
+API_VERSION = "1"
+
+
+@router.get(
+    "/devices", response_model=list[DeviceRead], summary="Devices the worker's OpenVINO sees"
+)
+def list_devices(store: StoreDep) -> list[DeviceRead]:
+    return [
+        DeviceRead(name=d.name, full_name=d.full_name, properties=d.properties)
+        for d in store.list_devices()
+    ]
+
+
+@router.get("/healthz", response_model=HealthRead, summary="The API process is up")
+def read_health() -> HealthRead:
+    return HealthRead(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyRead,
+    responses=error_responses(503),
+    summary="The worker is alive (fresh heartbeat)",
+)
+def read_readiness(store: StoreDep, settings: SettingsDep) -> ReadyRead:
+    worker = store.read_worker()
+    if worker is None:
+        raise UnavailableError("No worker has started yet", code="worker_not_ready")
+    age_s = (datetime.now(UTC) - worker.heartbeat_at).total_seconds()
+    info = WorkerRead(
+        pid=worker.pid,
+        started_at=worker.started_at,
+        heartbeat_at=worker.heartbeat_at,
+        heartbeat_age_s=age_s,
+        current_job_id=worker.current_job_id,
+    )
+    if age_s > settings.heartbeat_timeout_s:
+        raise UnavailableError(
+            f"The worker's last heartbeat is {age_s:.1f} s old",
+            code="worker_not_ready",
+            details=info.model_dump(mode="json"),
+        )
+    return ReadyRead(ready=True, worker=info)
+
+
+@router.get("/version", response_model=VersionRead)
+def read_version() -> VersionRead:
+    import openvino as ov
+
+    from app.engine.runner import ovbench_version
+
+    return VersionRead(
+        ovbench=ovbench_version(), openvino=ov.get_version(), api_version=API_VERSION
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+    },
+    summary="Prometheus metrics, computed from the store",
+)
+def read_metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,5 @@
+"""Persistence: jobs, models, datasets (SQLAlchemy + Alembic) and content-addressed files."""
+
+from app.store.store import Store
+
+__all__ = ["Store"]

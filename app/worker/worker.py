@@ -1,0 +1,191 @@
+"""The worker loop: claim the oldest queued job, run it on the engine, store the outcome.
+
+One job at a time; the only code that touches devices. A bad job never stops the loop:
+engine errors become `failed` with the engine's code and message, anything unexpected
+becomes `failed` with code `internal_error`. A watcher thread carries progress to the
+store (about twice a second), keeps the heartbeat fresh and turns a cancel request in the
+store (or a shutdown) into the engine's cancel event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import pydantic
+
+from app.engine.devices import list_devices
+from app.engine.errors import EngineError
+from app.engine.runner import run_benchmark
+from app.engine.spec import BenchmarkSpec, Progress
+from app.errors import ServiceError
+from app.settings import Settings
+from app.store import Store
+from app.store.tables import JobRow
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.5
+CANCEL_POLL_INTERVAL_S = 0.25
+HEARTBEAT_INTERVAL_S = 1.0
+SHUTDOWN_MESSAGE = "Cancelled: the service shut down while the job was running"
+CANCEL_MESSAGE = "Cancelled on request"
+
+
+def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
+    """The engine's run parameters for a job: its params plus the model and dataset dirs."""
+    model = store.get_model(job.model_id)
+    model_dir = store.model_dir(model)
+    input_paths: list[str] = []
+    if job.dataset_id is not None:
+        input_paths = [str(store.dataset_dir(store.get_dataset(job.dataset_id)))]
+    params = {k: v for k, v in job.params.items() if k not in ("model_id", "dataset_id")}
+    return BenchmarkSpec(
+        model_path=str(Path(model_dir) / model.files[0]["name"]),
+        input_paths=input_paths,
+        default_duration_s=dict(settings.default_duration_s),
+        **params,
+    )
+
+
+class _JobWatch:
+    """Background thread for one running job: progress, heartbeat, cancel requests."""
+
+    def __init__(self, worker: Worker, job_id: str) -> None:
+        self.worker = worker
+        self.job_id = job_id
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self._latest: Progress | None = None
+        self._written: Progress | None = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{job_id[:8]}", daemon=True)
+
+    def on_progress(self, progress: Progress) -> None:
+        """Called from the measuring thread: only remember it (no I/O there)."""
+        self._latest = progress
+
+    def __enter__(self) -> _JobWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        store = self.worker.store
+        last_progress = last_heartbeat = time.monotonic()
+        while not self.done.wait(CANCEL_POLL_INTERVAL_S):
+            now = time.monotonic()
+            try:
+                if not self.cancel.is_set() and (
+                    self.worker.stopping or store.is_cancel_requested(self.job_id)
+                ):
+                    logger.info("job %s: cancelling the run", self.job_id)
+                    self.cancel.set()
+                latest = self._latest
+                if (
+                    latest is not None
+                    and latest is not self._written
+                    and now - last_progress >= PROGRESS_INTERVAL_S
+                ):
+                    store.update_progress(self.job_id, latest)
+                    self._written, last_progress = latest, now
+                if now - last_heartbeat >= HEARTBEAT_INTERVAL_S:
+                    store.heartbeat(self.worker.pid, self.job_id)
+                    last_heartbeat = now
+            except Exception:
+                logger.exception("job %s: watcher failed to reach the store", self.job_id)
+
+
+class Worker:
+    """Runs queued jobs one at a time. `run(burst=True)` stops when the queue is empty."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.data_dir)
+        self.pid = os.getpid()
+        self.stop_event = threading.Event()
+        self._parent_pid = os.getppid()
+
+    @property
+    def stopping(self) -> bool:
+        if not self.stop_event.is_set() and os.getppid() != self._parent_pid:
+            logger.warning("worker %d: parent process is gone; stopping", self.pid)
+            self.stop_event.set()
+        return self.stop_event.is_set()
+
+    def announce(self) -> None:
+        """Record the devices this worker's OpenVINO sees and a first heartbeat."""
+        try:
+            devices = list_devices()
+        except Exception:
+            logger.exception("worker %d: listing devices failed", self.pid)
+            devices = []
+        self.store.replace_devices(devices)
+        self.store.record_worker_start(self.pid)
+        logger.info(
+            "worker %d ready; devices: %s", self.pid, ", ".join(d.name for d in devices) or "none"
+        )
+
+    def run(self, burst: bool = False) -> int:
+        """Process jobs until stopped (or, in burst mode, until the queue is empty)."""
+        self.announce()
+        processed = 0
+        last_heartbeat = time.monotonic()
+        while not self.stopping:
+            try:
+                job = self.store.claim_next_job(self.pid)
+            except Exception:  # the store is unreachable for now (locked, disk full): retry
+                logger.exception("worker %d: claiming a job failed", self.pid)
+                self.stop_event.wait(max(1.0, self.settings.worker_poll_interval_s))
+                continue
+            if job is None:
+                if burst:
+                    break
+                if time.monotonic() - last_heartbeat >= HEARTBEAT_INTERVAL_S:
+                    self.store.heartbeat(self.pid, None)
+                    last_heartbeat = time.monotonic()
+                self.stop_event.wait(self.settings.worker_poll_interval_s)
+                continue
+            self.run_job(job)
+            processed += 1
+            self.store.heartbeat(self.pid, None)
+            last_heartbeat = time.monotonic()
+        logger.info("worker %d stopping after %d jobs", self.pid, processed)
+        return processed
+
+    def run_job(self, job: JobRow) -> None:
+        """Run one claimed job and record its outcome; never raises for a bad job."""
+        store = self.store
+        self.store.heartbeat(self.pid, job.id)
+        with _JobWatch(self, job.id) as watch:
+            try:
+                spec = build_spec(store, job, self.settings)
+                result = run_benchmark(spec, on_progress=watch.on_progress, cancel=watch.cancel)
+            except EngineError as exc:
+                store.finish_failed(job.id, exc.code, exc.message)
+                return
+            except ServiceError as exc:  # the model or dataset vanished
+                store.finish_failed(job.id, exc.code, exc.message)
+                return
+            except pydantic.ValidationError as exc:
+                store.finish_failed(job.id, "invalid_params", f"Invalid job parameters: {exc}")
+                return
+            except Exception as exc:
+                logger.exception("job %s: unexpected error", job.id)
+                store.finish_failed(
+                    job.id,
+                    "internal_error",
+                    f"Unexpected error in the worker: {type(exc).__name__}: {exc}",
+                )
+                return
+        data = result.model_dump(mode="json")
+        if result.status == "cancelled":
+            message = SHUTDOWN_MESSAGE if self.stop_event.is_set() else CANCEL_MESSAGE
+            store.finish_cancelled(job.id, data, message)
+        else:
+            store.finish_succeeded(job.id, data)

@@ -1,0 +1,37 @@
+"""The database file: pragmas, migrations, persistence across a reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from app.store import Store
+from tests.store.conftest import job_params
+
+
+def test_sqlite_runs_in_wal_with_full_sync(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() > 0
+
+
+def test_migrations_create_every_table_and_are_idempotent(store: Store) -> None:
+    store.migrate()  # a second run is a no-op
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"models", "datasets", "jobs", "devices", "workers", "alembic_version"} <= tables
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_state_survives_reopening_the_data_dir(
+    tmp_path: Path, model_row: object, store: Store
+) -> None:
+    job = store.create_job(job_params(store.list_models()[0].id), max_queue=10)
+    store.close()
+    reopened = Store(store.data_dir)
+    reopened.migrate()
+    assert reopened.get_job(job.id).status == "queued"
+    assert [m.id for m in reopened.list_models()] == [m.id for m in store.list_models()]
+    reopened.close()
