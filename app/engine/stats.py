@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from app.engine.spec import LatencyStats, TimelinePoint
 
+_MIN_TAIL_S = 0.25
+
 
 def nearest_rank(sorted_values: Sequence[float], percent: float) -> float:
     """The nearest-rank percentile of already sorted values (benchmark_app's `percentile`)."""
@@ -59,18 +61,21 @@ def timeline(
 
     `completions_s[i]` is when request i was seen complete, in seconds since the run started,
     and `latencies_ms[i]` its latency. The last bucket may be shorter than a second: its
-    throughput is computed over its real length.
+    throughput is computed over its real length (a tail under 0.25 s is folded into it).
     """
     if len(completions_s) != len(latencies_ms):
         raise ValueError("completions and latencies must pair up")
-    n_buckets = max(1, math.ceil(duration_s)) if duration_s > 0 else 1
+    # A tail shorter than _MIN_TAIL_S (the last requests coming back) joins the second before
+    # it rather than showing as a bucket of a few requests over a few milliseconds.
+    n_buckets = max(1, math.ceil(duration_s - _MIN_TAIL_S))
     buckets: list[list[float]] = [[] for _ in range(n_buckets)]
     for t, lat in zip(completions_s, latencies_ms, strict=True):
         index = min(int(t), n_buckets - 1)
         buckets[index].append(lat)
     points = []
     for second, lats in enumerate(buckets):
-        length_s = min(1.0, duration_s - second) if duration_s > second else 1.0
+        last = second == n_buckets - 1
+        length_s = max(duration_s - second, 0.0) if last else 1.0
         lats.sort()
         points.append(
             TimelinePoint(

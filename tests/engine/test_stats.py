@@ -73,3 +73,13 @@ def test_timeline_buckets_by_second_with_short_last_bucket() -> None:
 def test_timeline_empty_second_has_no_median() -> None:
     points = stats.timeline([0.5, 2.5], [1.0, 1.0], duration_s=3.0, batch_size=1)
     assert points[1].iterations == 0 and points[1].median_latency_ms is None
+
+
+def test_timeline_folds_a_short_tail_into_the_last_second() -> None:
+    # 2.05 s run: the last 50 ms (requests still in flight at the end) join second 1
+    points = stats.timeline(
+        [0.5, 1.5, 2.04, 2.05], [1.0, 2.0, 3.0, 4.0], duration_s=2.05, batch_size=1
+    )
+    assert [p.second for p in points] == [0, 1]
+    assert points[1].iterations == 3
+    assert points[1].throughput_fps == pytest.approx(3 / 1.05)
