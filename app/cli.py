@@ -13,9 +13,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from app.engine.errors import EngineError
-from app.engine.spec import BenchmarkResult, BenchmarkSpec
+from app.engine.spec import Api, BenchmarkResult, BenchmarkSpec, Hint, Pin
 
 logger = logging.getLogger("ovbench")
 
@@ -54,7 +55,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         "-api",
         "--api_type",
         dest="api",
-        choices=["sync", "async"],
+        choices=get_args(Api),
         default="sync",
         help="sync (latency first, one request) or async (throughput first). Default: sync.",
     )
@@ -91,14 +92,14 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         "-pin",
         "--infer_threads_pinning",
         dest="pin",
-        choices=["YES", "NO", "NUMA", "HYBRID_AWARE"],
+        choices=get_args(Pin),
         help="CPU threads pinning.",
     )
     add(
         "-hint",
         "--perf_hint",
         dest="hint",
-        choices=["throughput", "latency", "cumulative_throughput", "none"],
+        choices=get_args(Hint),
         help="Performance hint. Default: latency for sync, throughput for async; none when -nstreams/-nthreads/-pin are set.",
     )
     add(

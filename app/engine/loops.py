@@ -23,6 +23,7 @@ from app.engine.spec import Progress
 
 ProgressFn = Callable[[Progress], None]
 _REPORT_EVERY_S = 0.5
+_TIMER_RESOLUTION_S = time.get_clock_info("perf_counter").resolution
 
 
 @dataclass
@@ -108,10 +109,7 @@ def run_sync(
         if exec_time >= monitor.next_check_s and monitor.check(iteration, exec_time):
             out.cancelled = True
             break
-    out.duration_s = max(timer() - start, time.get_clock_info("perf_counter").resolution)
-    out.iterations = iteration
-    monitor.check(iteration, out.duration_s)
-    return out
+    return _finish(out, start, iteration, monitor)
 
 
 def run_async(
@@ -149,10 +147,16 @@ def run_async(
             out.cancelled = True
             break
     queue.wait_all()
-    out.duration_s = max(timer() - start, time.get_clock_info("perf_counter").resolution)
+    _finish(out, start, iteration, monitor)
     for request_id in in_fly:
         times.append(queue[request_id].latency)
         stamps.append(out.duration_s)
+    return out
+
+
+def _finish(out: LoopOutcome, start: float, iteration: int, monitor: _Monitor) -> LoopOutcome:
+    """benchmark_app's total duration (never below the timer's resolution), a last progress report."""
+    out.duration_s = max(time.perf_counter() - start, _TIMER_RESOLUTION_S)
     out.iterations = iteration
     monitor.check(iteration, out.duration_s)
     return out
