@@ -41,3 +41,17 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# The container image, built with no network from a wheelhouse of this tree (see Dockerfile):
+#   make image [IMAGE=ovbench:local] [BASE_IMAGE=python:3.11-slim]
+# then `docker-compose up -d` (or `docker compose up -d`) runs it; docs/container.md has more.
+# The wheels are built by $(PYTHON), so it must be the base image's Python (3.11).
+IMAGE ?= ovbench:local
+BASE_IMAGE ?= python:3.11-slim
+
+.PHONY: image
+image:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "make image: $(PYTHON) is not Python 3.11, the image'"'"'s; set PYTHON=python3.11")'
+	rm -f wheelhouse/ovbench-*.whl
+	$(PYTHON) -m pip wheel --quiet --disable-pip-version-check --wheel-dir wheelhouse .
+	docker build --network none --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(IMAGE) .
