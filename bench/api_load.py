@@ -2,7 +2,8 @@
 
 For each pair: a ResNet-50 async job (-nireq 2 -nstreams 2 -hint none, 10 s) runs once with
 no polling (the script checks once a second) and once while 32 concurrent clients poll
-`GET /jobs/{id}` and `GET /jobs` as fast as they can. Prints per pair the two throughputs and
+`GET /jobs/{id}` and `GET /jobs` (back to back, or with --interval-s between requests). The
+load generator runs on the same 2 cores at a lower priority, standing in for remote clients. Prints per pair the two throughputs and
 the perturbation, the API's p50/p99 latency and requests/s, then medians.
 Targets: API p99 < 50 ms; median throughput perturbation < 3%.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -28,7 +30,7 @@ def _percentile(sorted_values: list[float], percent: float) -> float:
 
 
 async def _poller(
-    base_url: str, job_id: str, stop: asyncio.Event, latencies_ms: list[float]
+    base_url: str, job_id: str, stop: asyncio.Event, latencies_ms: list[float], interval_s: float
 ) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         paths = [f"/jobs/{job_id}", "/jobs?limit=20"]
@@ -39,10 +41,12 @@ async def _poller(
             latencies_ms.append((time.perf_counter() - started) * 1000)
             response.raise_for_status()
             turn += 1
+            if interval_s:
+                await asyncio.sleep(interval_s)
 
 
 async def _loaded_run(
-    svc: Service, body: dict[str, Any], clients: int
+    svc: Service, body: dict[str, Any], clients: int, interval_s: float
 ) -> tuple[float, list[float], float]:
     job_id = svc.submit(body)
     latencies_ms: list[float] = []
@@ -51,7 +55,7 @@ async def _loaded_run(
         await asyncio.sleep(0.05)
     started = time.perf_counter()
     tasks = [
-        asyncio.create_task(_poller(svc.base_url, job_id, stop, latencies_ms))
+        asyncio.create_task(_poller(svc.base_url, job_id, stop, latencies_ms, interval_s))
         for _ in range(clients)
     ]
     while True:
@@ -78,8 +82,24 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration-s", type=float, default=10)
+    parser.add_argument(
+        "--interval-s",
+        type=float,
+        default=0.0,
+        help="Each client's pause between requests (0 = back to back, the harshest case)",
+    )
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=10,
+        help="nice for this load generator, which stands in for remote clients but shares the CPU",
+    )
     args = parser.parse_args()
     xml = sample_model("resnet50")
+    print(
+        f"{args.clients} clients, {args.interval_s:g} s between each client's requests, "
+        f"load generator at nice {args.client_nice}"
+    )
     body = {
         "device": "CPU",
         "api": "async",
@@ -90,13 +110,16 @@ def main() -> int:
     }
     perturbations, p50s, p99s, rates = [], [], [], []
     with Service() as svc:
+        os.nice(args.client_nice)  # after starting the service: the service keeps its own priority
         body["model_id"] = svc.upload_model(xml)
         print(
             f"{'pair':>4} {'quiet fps':>10} {'loaded fps':>11} {'perturb':>8} {'api p50 ms':>11} {'api p99 ms':>11} {'req/s':>8}"
         )
         for pair in range(1, args.pairs + 1):
             quiet = svc.wait(svc.submit(body), poll_s=1.0)["result"]["throughput_fps"]
-            loaded, latencies, rate = asyncio.run(_loaded_run(svc, body, args.clients))
+            loaded, latencies, rate = asyncio.run(
+                _loaded_run(svc, body, args.clients, args.interval_s)
+            )
             perturbation = 1 - loaded / quiet
             p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
             perturbations.append(perturbation)
