@@ -49,6 +49,18 @@ class BadRequestError(ServiceError):
     code = "bad_request"
 
 
+class UnauthorizedError(ServiceError):
+    """No valid `Authorization: Bearer <token>` while API tokens are configured."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFoundError(ServiceError):
     status_code = 404
     code = "not_found"
@@ -82,6 +94,13 @@ class QueueFullError(ServiceError):
 class UnavailableError(ServiceError):
     status_code = 503
     code = "unavailable"
+
+
+class InsufficientStorageError(ServiceError):
+    """The data dir's quota (`OVBENCH_MAX_DATA_BYTES`) would be passed."""
+
+    status_code = 507
+    code = "insufficient_storage"
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """`ovbench serve`: the API under uvicorn (one process) plus one supervised worker process.
 
-Start-up order: migrate the database, clean staging leftovers, mark jobs left `running`
-by a dead process as failed ("interrupted"), start the worker (from a thread at normal
-priority), lower the API's own priority, then serve HTTP. Ctrl-C or SIGTERM stops uvicorn
-and then the worker (which cancels its running job), all within 10 s.
+Start-up order: migrate the database, sweep staging leftovers and unreferenced files,
+mark jobs left `running` by a dead process as failed ("interrupted"), start the worker
+(from a thread at normal priority) and the periodic retention sweep, lower the API's own
+priority, then serve HTTP. Ctrl-C or SIGTERM stops accepting connections, lets in-flight
+requests finish (up to GRACEFUL_HTTP_SHUTDOWN_S) while the worker is stopped in parallel
+(it cancels its running job, recorded as `cancelled`), and exits 0 within 10 s.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ import fcntl
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
+from app.faults import configure_faults
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.store import Store
 
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [serve %(process)d] %(name)s: %(message)s"
-GRACEFUL_HTTP_SHUTDOWN_S = 2
+GRACEFUL_HTTP_SHUTDOWN_S = 5
 
 
 def _parser(defaults: Settings) -> argparse.ArgumentParser:
@@ -82,6 +89,51 @@ def _lock_data_dir(data_dir: Path) -> IO[bytes] | None:
     return handle
 
 
+def _retention_loop(store: Store, settings: Settings, stop: threading.Event) -> None:
+    """Sweep unreferenced files every `retention_interval_s` until `stop` is set."""
+    while not stop.wait(settings.retention_interval_s):
+        try:
+            store.sweep_unreferenced(grace_s=settings.retention_grace_s)
+        except Exception:
+            logger.exception("retention sweep failed")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fail_interrupted_jobs(store: Store) -> list[str]:
+    """Mark jobs left `running` by a dead process `failed` ("interrupted").
+
+    When another process holds the run lock (a worker outside this service is running a
+    job on this data dir), a job whose worker pid is alive is really running: leave it.
+    """
+    from app.worker.run_lock import RunLock
+
+    message = "The service stopped while this job was running (its process died); submit it again"
+    probe = RunLock(store.data_dir)
+    try:
+        busy = probe.held_elsewhere()
+    finally:
+        probe.close()
+    if not busy:
+        return store.fail_running_jobs("interrupted", message)
+    logger.warning("another process holds %s: a job is running outside this service", probe.path)
+    return [
+        job.id
+        for job in store.running_jobs()
+        if not _pid_alive(job.worker_pid) and store.finish_failed(job.id, "interrupted", message)
+    ]
+
+
 def main(argv: list[str]) -> int:
     defaults = get_settings()
     args = _parser(defaults).parse_args(argv)
@@ -90,6 +142,16 @@ def main(argv: list[str]) -> int:
     )
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_faults(settings.fault)
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(settings.data_dir)  # before the heavy imports: refuse fast
+    if lock is None:
+        logger.error(
+            "another ovbench serve is using %s; stop it or pick another --data-dir",
+            settings.data_dir,
+        )
+        return 1
 
     import uvicorn
 
@@ -97,21 +159,11 @@ def main(argv: list[str]) -> int:
     from app.store import Store
     from app.worker.supervisor import Supervisor
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_data_dir(settings.data_dir)
-    if lock is None:
-        logger.error(
-            "another ovbench serve is using %s; stop it or pick another --data-dir",
-            settings.data_dir,
-        )
-        return 1
-    store = Store(settings.data_dir)
+    store = Store(settings.data_dir, max_data_bytes=settings.max_data_bytes)
     store.migrate()
     store.blobs.clean_tmp()
-    interrupted = store.fail_running_jobs(
-        "interrupted",
-        "The service stopped while this job was running (its process died); submit it again",
-    )
+    store.sweep_unreferenced(grace_s=0)  # nothing is in flight yet
+    interrupted = _fail_interrupted_jobs(store)
     store.clear_worker()  # a heartbeat left by a dead worker must not make /readyz pass
     if interrupted:
         logger.warning("%d job(s) left running by a dead process marked failed", len(interrupted))
@@ -119,6 +171,13 @@ def main(argv: list[str]) -> int:
 
     supervisor = Supervisor(settings, store)
     supervisor.start()
+    stop_retention = threading.Event()
+    threading.Thread(
+        target=_retention_loop,
+        args=(store, settings, stop_retention),
+        name="retention-sweep",
+        daemon=True,
+    ).start()
     _lower_api_priority(settings.api_nice)
 
     config = uvicorn.Config(
@@ -131,7 +190,15 @@ def main(argv: list[str]) -> int:
         log_level=args.log_level.lower(),
         timeout_graceful_shutdown=GRACEFUL_HTTP_SHUTDOWN_S,
     )
-    server = uvicorn.Server(config)
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Stop the worker while uvicorn drains in-flight requests, not after.
+            if not self.should_exit:
+                threading.Thread(target=supervisor.stop, name="stop-worker", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    server = _Server(config)
 
     received: list[int] = []
 
@@ -152,6 +219,7 @@ def main(argv: list[str]) -> int:
         server.run()
     finally:
         logger.info("stopping the worker")
+        stop_retention.set()
         supervisor.stop()
         store.close()
         lock.close()

@@ -52,12 +52,73 @@ class Settings(BaseSettings):
         le=19,
         description="Niceness added to the API threads (the worker keeps 0)",
     )
+    # --- access and input limits (docs/security.md) ---
+    api_tokens: str = Field(
+        default="",
+        repr=False,
+        exclude=True,  # never in model_dump: the worker's command line (`ps`) must not show it
+        description="Bearer tokens, comma-separated; when set (or a file is), every route but /healthz needs one",
+    )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="A file of bearer tokens, one a line (# comments and blanks ignored)",
+    )
+    extensions_dir: Path | None = Field(
+        default=None,
+        description="The only directory jobs may name extension libraries (-l) and GPU configs (-c) in (unset: refused)",
+    )
+    cors_origins: str = Field(
+        default="", description="Origins allowed by CORS, comma-separated (unset: CORS off)"
+    )
+    max_model_files: int = Field(
+        default=8, ge=1, le=1000, description="Most files in one model upload"
+    )
+    max_dataset_files: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most files (images, .npy) in one dataset"
+    )
+    # --- reliability (docs/reliability.md) ---
+    job_allowance_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Wall-time allowance per job for reading, compiling and the first inference",
+    )
+    niter_budget_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Wall-time budget per iteration for jobs bounded by niter (added to the allowance)",
+    )
+    run_kill_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a cancelled run may take to stop before its worker is killed",
+    )
+    max_data_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Quota on the data dir in bytes; an upload that would pass it is 507 (unset: none)",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often unreferenced files are swept from the data dir (also at start-up)",
+    )
+    retention_grace_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Unreferenced files younger than this survive a periodic sweep (in-flight uploads)",
+    )
+    fault: str = Field(
+        default="", description="Tests only: fault points to arm, comma-separated (app/faults.py)"
+    )
 
     def env_help(self) -> list[tuple[str, str, Any]]:
         """(env var, description, current value) for every setting, for `serve --help`."""
         rows: list[tuple[str, str, Any]] = []
         for name, field in type(self).model_fields.items():
-            rows.append((ENV_PREFIX + name.upper(), field.description or "", getattr(self, name)))
+            value = getattr(self, name)
+            if name == "api_tokens" and value:
+                value = "(set, hidden)"
+            rows.append((ENV_PREFIX + name.upper(), field.description or "", value))
         return rows
 
     @property
@@ -67,6 +128,76 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return f"sqlite:///{self.db_path}"
+
+    def api_token_list(self) -> list[str]:
+        """The configured bearer tokens (`api_tokens` plus the file's lines); [] = no auth.
+
+        Reads `api_tokens_file` (an unreadable or empty file is an error: fail closed).
+        """
+        tokens = [t.strip() for t in self.api_tokens.split(",") if t.strip()]
+        if self.api_tokens_file is not None:
+            lines = self.api_tokens_file.read_text(encoding="utf-8").splitlines()
+            from_file = [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
+            if not from_file:
+                raise ValueError(
+                    f"{ENV_PREFIX}API_TOKENS_FILE {self.api_tokens_file} has no tokens"
+                )
+            tokens += from_file
+        return tokens
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    def check_extensions_dir(self) -> None:
+        """ValueError when the extensions dir overlaps the data dir (uploads must stay unnamable)."""
+        if self.extensions_dir is None:
+            return
+        ext, data = self.extensions_dir.resolve(), self.data_dir.resolve()
+        if ext == data or ext.is_relative_to(data) or data.is_relative_to(ext):
+            raise ValueError(
+                f"{ENV_PREFIX}EXTENSIONS_DIR {ext} overlaps the data dir {data}: uploaded files "
+                "must never be loadable as native code; use a separate directory"
+            )
+
+    def extension_file(self, name: str) -> Path:
+        """The file `name` inside `extensions_dir`, symlinks and `..` resolved.
+
+        ForbiddenError (403) when no directory is configured or the path leaves it;
+        ValidationError (422) when no such regular file exists inside it.
+        """
+        from app.errors import ForbiddenError, ValidationError
+
+        if self.extensions_dir is None:
+            raise ForbiddenError(
+                "Extension libraries and GPU configs are disabled: the administrator has not "
+                f"set {ENV_PREFIX}EXTENSIONS_DIR",
+                code="extensions_disabled",
+            )
+        self.check_extensions_dir()
+        root = self.extensions_dir.resolve()
+        if not name or "\x00" in name:
+            raise ValidationError(
+                "An extension file name must be non-empty text", code="invalid_extension"
+            )
+        try:
+            path = (root / name).resolve()
+            inside = path.is_relative_to(root) and path != root
+            exists = inside and path.is_file()
+        except (OSError, ValueError):
+            inside = exists = False
+        if not inside:
+            raise ForbiddenError(
+                f"{name!r} is outside the extensions directory; name a file inside it",
+                code="extension_outside_dir",
+                details={"name": name},
+            )
+        if not exists:
+            raise ValidationError(
+                f"No file {name!r} in the extensions directory",
+                code="extension_not_found",
+                details={"name": name},
+            )
+        return path
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.routing import Match
 
+from app.api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from app.api.metrics import build_registry
 from app.api.routes import datasets, jobs, models, system
 from app.api.schemas import JobCreate
 from app.engine.spec import BenchmarkResult
-from app.errors import install_error_handlers
+from app.errors import error_body, install_error_handlers
 from app.settings import Settings
 from app.store import Store
 
@@ -37,6 +41,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (models.router, datasets.router, jobs.router, system.router):
         app.include_router(router)
+    tokens = _install_access(app, settings)
+    app.add_exception_handler(405, _method_not_allowed)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -51,8 +57,72 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 extra = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(extra.pop("$defs", {}))
                 components[model.__name__] = extra
+            if tokens:
+                _document_auth(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _install_access(app: FastAPI, settings: Settings) -> list[str]:
+    """Bearer tokens and CORS from the settings (docs/security.md); returns the tokens."""
+    settings.check_extensions_dir()
+    tokens = settings.api_token_list()
+    if tokens:
+        app.add_middleware(TokenAuthMiddleware, tokens=tokens)
+        logger.info("API tokens configured: every route but /healthz needs a bearer token")
+    origins = settings.cors_origin_list()
+    if origins:  # added last = outermost: preflight requests carry no token
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "X-Total-Count"],
+        )
+    return tokens
+
+
+def _document_auth(schema: dict[str, Any]) -> None:
+    """Declare the bearer scheme, and 401 on every operation that needs a token."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of OVBENCH_API_TOKENS / OVBENCH_API_TOKENS_FILE",
+    }
+    unauthorized = {
+        "description": "No or wrong bearer token",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorRead"}}},
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path in PUBLIC_PATHS:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}]
+            operation.setdefault("responses", {})["401"] = unauthorized
+
+
+_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 with every method the path supports in `Allow` (Starlette names only the first
+    route that matched the path; /jobs has GET and POST on two routes)."""
+    allowed = [
+        method
+        for method in _HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    message = f"{request.method} is not allowed on {request.url.path}"
+    return JSONResponse(
+        status_code=405,
+        content=error_body("method_not_allowed", message, {"allowed": allowed}),
+        headers={"Allow": ", ".join(allowed)},
+    )

@@ -29,6 +29,8 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each listed status documented with the one error shape."""
     descriptions = {
         400: "Malformed request",
+        401: "No or wrong bearer token (when API tokens are configured)",
+        403: "Not allowed (extension files outside OVBENCH_EXTENSIONS_DIR, or none configured)",
         404: "Unknown id",
         409: "Conflicts with the current state",
         413: "An uploaded file is larger than the limit",

@@ -15,10 +15,11 @@ from pathlib import PurePath
 
 import numpy as np
 
+from app.api.uploads import UploadedForm
 from app.engine.errors import EngineError
 from app.engine.inputs import IMAGE_EXTENSIONS, NUMPY_EXTENSIONS, verify_image
 from app.engine.model import MODEL_FORMATS, describe_model
-from app.errors import UnsupportedMediaError, ValidationError
+from app.errors import PayloadTooLargeError, UnsupportedMediaError, ValidationError
 from app.store import Store
 from app.store.blobs import StagedFile
 from app.store.store import new_id
@@ -27,12 +28,46 @@ from app.store.tables import DatasetRow, ModelRow, utcnow
 logger = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:+-]")
+MAX_FILENAME_CHARS = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_filenames(staged: list[StagedFile]) -> None:
+    """422 for a client file name with control characters, or longer than a file system allows
+    (the name is stored as sent)."""
+    for f in staged:
+        if _CONTROL.search(f.filename):
+            raise ValidationError(
+                f"File name {f.filename[:80]!r} contains control characters (NUL ...)",
+                code="invalid_filename",
+            )
+        if len(f.filename) > MAX_FILENAME_CHARS:
+            raise ValidationError(
+                f"File name {f.filename[:40]!r}... is {len(f.filename)} characters long; "
+                f"the limit is {MAX_FILENAME_CHARS}",
+                code="filename_too_long",
+                details={"length": len(f.filename), "max_length": MAX_FILENAME_CHARS},
+            )
 
 
 def safe_name(filename: str, fallback: str) -> str:
     """A file name that is safe as a single path component in our directories."""
     name = _UNSAFE.sub("_", filename).lstrip(".")
     return name[:200] or fallback
+
+
+# Parts a model or dataset upload may carry beyond its files (text fields such as `name`).
+FORM_FIELD_PARTS = 8
+
+
+def check_file_count(form: UploadedForm, limit: int, what: str) -> None:
+    """413 when a form carries more files than `limit` (a setting)."""
+    if len(form.files) > limit:
+        raise PayloadTooLargeError(
+            f"A {what} takes at most {limit} files; got {len(form.files)}",
+            code="too_many_files",
+            details={"files": len(form.files), "max_files": limit},
+        )
 
 
 def _suffix(filename: str) -> str:
@@ -54,6 +89,7 @@ def _plan_model_files(staged: list[StagedFile]) -> tuple[str, list[tuple[str, St
             "No model files uploaded. Send the .xml and its .bin, or one .onnx/.tflite/... file",
             code="no_files",
         )
+    check_filenames(staged)
     known = ", ".join(sorted(MODEL_FORMATS))
     primaries = [f for f in staged if _suffix(f.filename) in MODEL_FORMATS]
     if not primaries:
@@ -173,6 +209,7 @@ def ingest_dataset(store: Store, staged: list[StagedFile]) -> DatasetRow:
     """Check and store input files (images, .npy) as a dataset."""
     if not staged:
         raise ValidationError("No input files uploaded (images or .npy files)", code="no_files")
+    check_filenames(staged)
     allowed = ", ".join(sorted(IMAGE_EXTENSIONS | NUMPY_EXTENSIONS))
     used: set[str] = set()
     files: list[dict[str, object]] = []

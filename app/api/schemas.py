@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from app.engine.spec import Api, Hint, Pin, PortInfo
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+# Upper bounds on a job's numbers: far beyond any real run, low enough that nothing overflows
+# or allocates absurdly before the engine starts (docs/security.md).
+MAX_NITER = 100_000_000
+MAX_NTHREADS = 1024
+MAX_BATCH = 1024
+MAX_EXTENSIONS = 16
+# A device: CPU, GPU.1, NPU, AUTO:GPU,-CPU, HETERO:GPU,CPU, MULTI:GPU.0,CPU ...
+DEVICE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]*(:[A-Za-z0-9_.,-]+)?$"
+# -nstreams / -infer_precision: a value, or per device `CPU:4,GPU:2`.
+PER_DEVICE_PATTERN = r"^[A-Za-z0-9_.]+(:[A-Za-z0-9_.]+)?(,[A-Za-z0-9_.]+:[A-Za-z0-9_.]+)*$"
+# One dimension: 3, -1, ?, or a range 1..10 / ..10 / 1..
+_DIMENSION = re.compile(r"\s*(\?|-1|\d{1,10}|\d{0,10}\.\.\d{0,10})\s*")
+MAX_RANK = 16
+
+ExtensionName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def check_shape_syntax(text: str) -> str:
+    """`[1,3,224,224]` or `name[1,3,224,224],other[1,4]` (benchmark_app's -shape), else ValueError.
+
+    Only the syntax: whether the names are the model's inputs is checked when the job runs.
+    """
+    rest = text.strip()
+    if not rest:
+        raise ValueError("empty shape; use [1,3,224,224] or name[1,3,224,224]")
+    while rest:
+        open_, close = rest.find("["), rest.find("]")
+        if open_ < 0 or close < open_:
+            raise ValueError(f"cannot parse {text!r}: expected name[d1,d2,...] or [d1,d2,...]")
+        name, dims = rest[:open_].strip(), rest[open_ + 1 : close]
+        if any(c in name for c in ",[]"):
+            raise ValueError(f"cannot parse {text!r}: bad input name {name!r}")
+        parts = dims.split(",") if dims.strip() else []
+        if len(parts) > MAX_RANK:
+            raise ValueError(f"shape {dims!r} has more than {MAX_RANK} dimensions")
+        for part in parts:
+            if not _DIMENSION.fullmatch(part):
+                raise ValueError(
+                    f"{part.strip()!r} in {text!r} is not a dimension (use 3, ?, -1 or 1..10)"
+                )
+        rest = rest[close + 1 :].strip()
+        if rest.startswith(","):
+            rest = rest[1:].strip()
+        elif rest:
+            raise ValueError(f"cannot parse {text!r}: separate inputs with ','")
+    return text
 
 
 class JobCreate(BaseModel):
@@ -22,28 +70,48 @@ class JobCreate(BaseModel):
         default=None, max_length=64, description="Inputs; random data when omitted"
     )
     device: str = Field(
-        min_length=1, max_length=255, description="CPU, GPU, NPU, AUTO, HETERO:GPU,CPU ..."
+        min_length=1,
+        max_length=255,
+        pattern=DEVICE_PATTERN,
+        description="CPU, GPU, NPU, AUTO, HETERO:GPU,CPU ...",
     )
     api: Api
-    niter: int | None = Field(default=None, ge=1, description="Iterations to run")
+    niter: int | None = Field(default=None, ge=1, le=MAX_NITER, description="Iterations to run")
     duration_s: float | None = Field(
         default=None, ge=1, le=86400, description="Run length; default per device type"
     )
     nireq: int | None = Field(
         default=None, ge=1, le=1024, description="Async infer requests (default 2)"
     )
-    nstreams: str | None = Field(default=None, max_length=255)
-    nthreads: int | None = Field(default=None, ge=1)
-    batch: int | None = Field(default=None, ge=1)
+    nstreams: str | None = Field(default=None, max_length=255, pattern=PER_DEVICE_PATTERN)
+    nthreads: int | None = Field(default=None, ge=1, le=MAX_NTHREADS)
+    batch: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     pin: Pin | None = None
     hint: Hint | None = None
     shape: str | None = Field(default=None, max_length=4096)
     data_shape: str | None = Field(default=None, max_length=4096)
     layout: str | None = Field(default=None, max_length=4096)
-    infer_precision: str | None = Field(default=None, max_length=255)
+    infer_precision: str | None = Field(default=None, max_length=255, pattern=PER_DEVICE_PATTERN)
     latency_percentile: int = Field(default=50, ge=1, le=100)
     perf_counters: bool = False
     rgb: bool = Field(default=False, description="Feed images in RGB order (default BGR)")
+    extensions: list[ExtensionName] | None = Field(
+        default=None,
+        max_length=MAX_EXTENSIONS,
+        description="-l: extension libraries, by name inside the server's OVBENCH_EXTENSIONS_DIR "
+        "(403 when it is not configured)",
+    )
+    gpu_config: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="-c: GPU kernels config, by name inside OVBENCH_EXTENSIONS_DIR",
+    )
+
+    @field_validator("shape", "data_shape")
+    @classmethod
+    def _shape_parses(cls, value: str | None) -> str | None:
+        return None if value is None else check_shape_syntax(value)
 
 
 class ProgressRead(BaseModel):

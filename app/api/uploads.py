@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from app.errors import (
     BadRequestError,
+    InsufficientStorageError,
     PayloadTooLargeError,
     ServiceError,
     UnsupportedMediaError,
@@ -31,15 +32,15 @@ logger = logging.getLogger(__name__)
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 10_000
 _FEED_BYTES = 1 << 20
-# After a file exceeds the limit we keep reading (and dropping) this much more of the body so
-# that the client can read the 413 instead of seeing a reset connection.
+# After a file exceeds the limit (or the data dir quota) we keep reading (and dropping) this
+# much more of the body so that the client can read the 413/507 instead of a reset connection.
 _DRAIN_BYTES = 64 << 20
 
 
 def client_basename(filename: str) -> str:
     """The last path component of a client-supplied file name (either slash style)."""
-    name = PureWindowsPath(PurePosixPath(filename).name).name
-    return name.replace("\x00", "")
+    # Control characters (NUL ...) are kept: ingest refuses such names with a 422.
+    return PureWindowsPath(PurePosixPath(filename).name).name
 
 
 @dataclass
@@ -69,7 +70,10 @@ class UploadedForm:
 class _Collector:
     """python-multipart callbacks that route part data to staging files or text fields."""
 
-    def __init__(self, blobs: BlobStore, max_file_bytes: int, form: UploadedForm) -> None:
+    def __init__(
+        self, blobs: BlobStore, max_file_bytes: int, form: UploadedForm, max_parts: int = MAX_PARTS
+    ) -> None:
+        self.max_parts = max_parts
         self.blobs = blobs
         self.max_file_bytes = max_file_bytes
         self.form = form
@@ -94,8 +98,12 @@ class _Collector:
 
     def on_part_begin(self) -> None:
         self.parts += 1
-        if self.parts > MAX_PARTS:
-            raise BadRequestError(f"Too many parts in the form (more than {MAX_PARTS})")
+        if self.parts > self.max_parts:
+            raise PayloadTooLargeError(
+                f"Too many parts in the form (more than {self.max_parts})",
+                code="too_many_parts",
+                details={"max_parts": self.max_parts},
+            )
         self._headers = {}
         self._header_field = b""
         self._header_value = b""
@@ -153,7 +161,9 @@ def is_multipart(request: Request) -> bool:
     return content_type == b"multipart/form-data"
 
 
-async def read_multipart(request: Request, blobs: BlobStore, max_file_bytes: int) -> UploadedForm:
+async def read_multipart(
+    request: Request, blobs: BlobStore, max_file_bytes: int, max_parts: int = MAX_PARTS
+) -> UploadedForm:
     """Parse a multipart/form-data body, staging files in the data dir as they arrive.
 
     On any error every staged file is deleted before the error propagates.
@@ -168,7 +178,7 @@ async def read_multipart(request: Request, blobs: BlobStore, max_file_bytes: int
     if not boundary:
         raise BadRequestError("The multipart/form-data Content-Type has no boundary")
     form = UploadedForm()
-    collector = _Collector(blobs, max_file_bytes, form)
+    collector = _Collector(blobs, max_file_bytes, form, max_parts)
     parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     pending: list[bytes] = []
     pending_bytes = 0
@@ -185,7 +195,7 @@ async def read_multipart(request: Request, blobs: BlobStore, max_file_bytes: int
         if pending:
             await run_in_threadpool(parser.write, b"".join(pending))
         parser.finalize()
-    except PayloadTooLargeError:
+    except (PayloadTooLargeError, InsufficientStorageError):
         form.discard()
         drained = 0
         try:

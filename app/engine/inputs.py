@@ -29,6 +29,10 @@ NUMPY_EXTENSIONS = frozenset({".npy"})
 # Refuse images whose header declares more pixels than this (decompression bombs).
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 
+# What Pillow may decode: the formats of IMAGE_EXTENSIONS, whatever a file's name says (no
+# EPS through Ghostscript, no exotic plugins reached by content sniffing).
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+
 IMAGE_LAYOUTS = frozenset({"[N,C,H,W]", "[N,H,W,C]", "[C,H,W]", "[H,W,C]"})
 
 InputKind = Literal["image", "image_info", "npy", "random"]
@@ -103,7 +107,7 @@ def verify_image(path: Path) -> tuple[int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=PILLOW_FORMATS) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise InputError(
@@ -126,7 +130,7 @@ def verify_image(path: Path) -> tuple[int, int]:
 def load_image(path: Path, width: int, height: int, rgb: bool) -> np.ndarray:
     """An H x W x 3 u8 array: RGB or BGR, resized bilinearly without keeping the aspect ratio."""
     verify_image(path)
-    with Image.open(path) as image:
+    with Image.open(path, formats=PILLOW_FORMATS) as image:
         converted = image.convert("RGB")
         if converted.size != (width, height):
             converted = converted.resize((width, height), Image.Resampling.BILINEAR)

@@ -26,6 +26,13 @@ MODEL_FORMATS: dict[str, str] = {
     ".pb": "tensorflow",
 }
 _HASH_CHUNK_BYTES = 1 << 20
+# An IR .xml is checked in memory before OpenVINO parses it; larger ones are refused.
+MAX_IR_XML_BYTES = 512 * 1024 * 1024
+# Markup an OpenVINO IR never contains: DTDs, entity declarations (billion laughs, external
+# entities) and processing instructions other than the XML declaration.
+_FORBIDDEN_MARKUP = re.compile(rb"<!DOCTYPE|<!ENTITY|<!ELEMENT|<!ATTLIST|<\?(?!xml[\s?])", re.I)
+_DATA_TAG = re.compile(rb"<data\b[^>]*>")
+_ATTRIBUTE = re.compile(rb'\b(offset|size)\s*=\s*["\']\s*(\d+)\s*["\']')
 
 
 def model_format(path: Path) -> str:
@@ -66,8 +73,46 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_ir_files(xml: Path, weights: Path) -> None:
+    """Refuse an IR before OpenVINO's parser sees it: non-UTF-8 text, any DTD or entity
+    declaration, or a .bin whose size is not what the .xml's constants need."""
+    size = xml.stat().st_size
+    if size > MAX_IR_XML_BYTES:
+        raise ModelReadError(
+            f"Model file '{xml.name}' is {size} bytes; IR .xml files over "
+            f"{MAX_IR_XML_BYTES} bytes are refused."
+        )
+    text = xml.read_bytes()
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelReadError(
+            f"Model file '{xml.name}' is not UTF-8 text (byte {exc.start}); an OpenVINO IR .xml is."
+        ) from exc
+    forbidden = _FORBIDDEN_MARKUP.search(text)
+    if forbidden is not None:
+        raise ModelReadError(
+            f"Model file '{xml.name}' contains '{forbidden.group().decode()}' markup (a DTD, "
+            "entity declaration or processing instruction), which an OpenVINO IR never has; "
+            "refused before parsing."
+        )
+    needed = 0
+    for tag in _DATA_TAG.finditer(text):
+        attributes = dict(_ATTRIBUTE.findall(tag.group()))
+        if b"offset" in attributes and b"size" in attributes:
+            needed = max(needed, int(attributes[b"offset"]) + int(attributes[b"size"]))
+    actual = weights.stat().st_size
+    if needed and actual != needed:
+        raise ModelReadError(
+            f"Weights file '{weights.name}' is {actual} bytes, but '{xml.name}' needs exactly "
+            f"{needed}: it is truncated or belongs to another model. Upload the matching pair."
+        )
+
+
 def read_model(core: ov.Core, path: Path) -> ov.Model:
     files = model_files(path)
+    if len(files) == 2:
+        check_ir_files(files[0], files[1])
     try:
         if len(files) == 2:
             model = core.read_model(str(files[0]), str(files[1]))

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.spec import DeviceInfo, Progress
-from app.errors import ConflictError, NotFoundError, QueueFullError
+from app.errors import ConflictError, NotFoundError, QueueFullError, ValidationError
 from app.store.blobs import BlobStore
 from app.store.database import make_engine, migrate
 from app.store.tables import (
@@ -54,10 +55,15 @@ class LastResult:
 class Store:
     """Database + blobs for one data dir."""
 
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        max_data_bytes: int | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.blobs = BlobStore(self.data_dir)
+        self.blobs = BlobStore(self.data_dir, max_data_bytes=max_data_bytes)
         self.engine: Engine = make_engine(
             database_url or f"sqlite:///{self.data_dir / 'ovbench.db'}"
         )
@@ -186,6 +192,61 @@ class Store:
     # ------------------------------------------------------------------ jobs
     def create_job(self, params: dict[str, Any], max_queue: int) -> JobRow:
         """Queue a job for an existing model (and dataset); 503 when the queue is full."""
+        row, _ = self.submit_job(params, max_queue)
+        return row
+
+    def find_idempotent_job(self, idempotency_key: str, request_hash: str) -> JobRow | None:
+        """The job created earlier with this `Idempotency-Key`, or None.
+
+        The same key with a different request (another `request_hash`) is a client bug:
+        422 `idempotency_key_reused`, naming the job the key belongs to.
+        """
+        with self.session() as s:
+            row = s.scalars(select(JobRow).where(JobRow.idempotency_key == idempotency_key)).first()
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise ValidationError(
+                f"Idempotency-Key {idempotency_key!r} was already used for job {row.id} with a "
+                "different request; use a new key for a new job",
+                code="idempotency_key_reused",
+                details={"job_id": row.id},
+            )
+        return row
+
+    def submit_job(
+        self,
+        params: dict[str, Any],
+        max_queue: int,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[JobRow, bool]:
+        """Queue a job: (row, created). With a key, a repeat returns the first job, unqueued.
+
+        The key is stored with the job in the same INSERT (unique index), so two concurrent
+        requests with one key create one job; the loser reads the winner's.
+        """
+        if idempotency_key is not None:
+            request_hash = request_hash or ""
+            existing = self.find_idempotent_job(idempotency_key, request_hash)
+            if existing is not None:
+                return existing, False
+            try:
+                return self._insert_job(params, max_queue, idempotency_key, request_hash), True
+            except IntegrityError:
+                existing = self.find_idempotent_job(idempotency_key, request_hash)
+                if existing is None:
+                    raise
+                return existing, False
+        return self._insert_job(params, max_queue, None, None), True
+
+    def _insert_job(
+        self,
+        params: dict[str, Any],
+        max_queue: int,
+        idempotency_key: str | None,
+        request_hash: str | None,
+    ) -> JobRow:
         model_id = params["model_id"]
         dataset_id = params.get("dataset_id")
         with self.session() as s:
@@ -214,6 +275,8 @@ class Store:
                 progress_iterations=0,
                 progress_elapsed_s=0.0,
                 cancel_requested=False,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
             )
             s.add(row)
             s.commit()
@@ -392,7 +455,12 @@ class Store:
         return done.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     def finish_succeeded(self, job_id: str, result: dict[str, Any]) -> bool:
-        """Store the result and mark the job succeeded, in one statement (one transaction)."""
+        """Store the result and mark the job succeeded, in one statement (one transaction).
+
+        A CHECK constraint (migration 0002) refuses `succeeded` without a result as well.
+        """
+        if not result:
+            raise ValueError(f"job {job_id}: succeeded needs a result")
         latency = result.get("latency_ms") or {}
         ok = self._finish(
             job_id,
@@ -438,6 +506,11 @@ class Store:
         failed = [job_id for job_id in ids if self.finish_failed(job_id, code, message)]
         return failed
 
+    def running_jobs(self) -> Sequence[JobRow]:
+        """Jobs currently `running` (of any worker)."""
+        with self.session() as s:
+            return s.scalars(select(JobRow).where(JobRow.status == "running")).all()
+
     def cancel_running_jobs(self, message: str, worker_pid: int | None = None) -> list[str]:
         conditions = [JobRow.status == "running"]
         if worker_pid is not None:
@@ -445,6 +518,29 @@ class Store:
         with self.session() as s:
             ids = list(s.scalars(select(JobRow.id).where(*conditions)).all())
         return [job_id for job_id in ids if self.finish_cancelled(job_id, None, message)]
+
+    # ------------------------------------------------------------- retention
+    def sweep_unreferenced(self, grace_s: float = 0.0) -> int:
+        """Delete files no model, dataset or job refers to; returns how many were removed.
+
+        Blobs not named by any model or dataset, model and dataset directories whose row is
+        gone, and staging files. Only files older than `grace_s` go, so a periodic sweep
+        never races an upload between its blob commit and its database row; at start-up
+        (no request in flight) `grace_s=0` removes them all. Jobs refer to models and
+        datasets by id, so their files stay as long as those rows do.
+        """
+        with self.session() as s:
+            shas: set[str] = set()
+            for files in s.scalars(select(ModelRow.files)):
+                shas.update(f["sha256"] for f in files)
+            for files in s.scalars(select(DatasetRow.files)):
+                shas.update(f["sha256"] for f in files)
+            model_ids = set(s.scalars(select(ModelRow.id)))
+            dataset_ids = set(s.scalars(select(DatasetRow.id)))
+        removed = self.blobs.sweep(shas, model_ids, dataset_ids, grace_s)
+        if removed:
+            logger.info("retention sweep removed %d unreferenced file(s)", removed)
+        return removed
 
     # ------------------------------------------------------- devices, worker
     def replace_devices(self, devices: Sequence[DeviceInfo]) -> None:

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -77,6 +87,13 @@ class JobRow(Base):
     """One benchmark job, from queued to its result."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # `succeeded` only ever comes with its result (migration 0002).
+        CheckConstraint(
+            "status != 'succeeded' OR (result IS NOT NULL AND result != 'null')",
+            name="ck_jobs_succeeded_has_result",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -99,6 +116,9 @@ class JobRow(Base):
     run_duration_s: Mapped[float | None] = mapped_column(Float)
     throughput_fps: Mapped[float | None] = mapped_column(Float)
     latency_median_ms: Mapped[float | None] = mapped_column(Float)
+    # POST /jobs `Idempotency-Key` (unique when set) and a digest of that request's body.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, index=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeviceRow(Base):

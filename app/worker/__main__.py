@@ -13,6 +13,7 @@ import signal
 import sys
 from types import FrameType
 
+from app.faults import configure_faults
 from app.settings import Settings
 from app.worker.worker import Worker
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s [worker %(process)d] %(name)s: %(message)s",
     )
     settings = Settings(**json.loads(args.settings_json)) if args.settings_json else Settings()
+    configure_faults(settings.fault)
     worker = Worker(settings)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -1,8 +1,16 @@
 """The supervisor: starts the worker process, restarts it when it dies, stops it on shutdown.
 
 Runs as a thread in the serve process. When the worker dies unexpectedly (kill -9, a
-plugin crash) the job it was running is marked `failed` with code `worker_lost`, and a
-new worker is started at once (with a short back-off if it keeps dying at start-up).
+plugin crash) the job it was running is marked `failed` with code `worker_lost` (never
+re-run: a job that crashed its worker would likely crash the next one too), and a new
+worker is started at once (with a short back-off if it keeps dying at start-up).
+
+It also watches the worker's running job and kills the worker (SIGKILL) when:
+- the job was cancelled and the run has not stopped `run_kill_grace_s` later (stuck in a
+  native call): the job ends `cancelled`;
+- the run passed its wall-time budget (`wall_time_budget_s`): the job ends `failed` with
+  code `timeout`.
+Either way a fresh worker replaces the killed one straight away.
 """
 
 from __future__ import annotations
@@ -13,13 +21,16 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from app.settings import Settings
 from app.store import Store
+from app.store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+_WATCH_JOB_S = 0.25
 _MAX_BACKOFF_S = 2.0
 _HEALTHY_AFTER_S = 10.0
 
@@ -34,6 +45,28 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def wall_time_budget_s(params: dict[str, Any], settings: Settings) -> float:
+    """How long a job may run: its measuring time (or an estimate) plus the allowance.
+
+    Measuring time: `duration_s`; for `niter`, `niter * niter_budget_s`; with both, the
+    larger (benchmark_app stops when both are met); with neither, the device's default
+    duration. Plus `job_allowance_s` for reading, compiling and the first inference.
+    """
+    duration = params.get("duration_s")
+    niter = params.get("niter")
+    measuring = 0.0
+    if duration:
+        measuring = float(duration)
+    if niter:
+        measuring = max(measuring, float(niter) * settings.niter_budget_s)
+    if not duration and not niter:
+        device = str(params.get("device", ""))
+        table = settings.default_duration_s
+        matches = [s for name, s in table.items() if name != "UNKNOWN" and name in device]
+        measuring = max(matches) if matches else float(table.get("UNKNOWN", 120))
+    return measuring + settings.job_allowance_s
+
+
 class Supervisor:
     """Keeps exactly one worker process alive while the service runs."""
 
@@ -43,8 +76,11 @@ class Supervisor:
         self._process: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._monitor, name="worker-supervisor", daemon=True)
+        self._cancel_seen: dict[str, float] = {}  # job id -> monotonic time the cancel was seen
+        self._last_watch = 0.0
         self.restarts = 0
 
     @property
@@ -76,7 +112,13 @@ class Supervisor:
         backoff_s = 0.0
         while not self._stopping.wait(_POLL_S):
             process = self._process
-            if process is None or process.poll() is None:
+            if process is None:
+                continue
+            if process.poll() is None:
+                try:
+                    self._watch_running_job(process)
+                except Exception:
+                    logger.exception("could not check the worker's running job")
                 continue
             with self._lock:
                 if self._stopping.is_set():
@@ -105,12 +147,73 @@ class Supervisor:
             self.restarts += 1
             self._spawn()
 
+    def _watch_running_job(self, process: subprocess.Popen[bytes]) -> None:
+        """Kill the worker if its job was cancelled but will not stop, or ran out of time."""
+        now = time.monotonic()
+        if now - self._last_watch < _WATCH_JOB_S:
+            return
+        self._last_watch = now
+        jobs = [j for j in self.store.running_jobs() if j.worker_pid == process.pid]
+        running_ids = {j.id for j in jobs}
+        for job_id in list(self._cancel_seen):
+            if job_id not in running_ids:
+                del self._cancel_seen[job_id]
+        for job in jobs:
+            if job.cancel_requested:
+                seen = self._cancel_seen.setdefault(job.id, now)
+                if now - seen > self.settings.run_kill_grace_s:
+                    self._kill_and_replace(process, f"job {job.id} did not stop after a cancel")
+                    self.store.finish_cancelled(
+                        job.id,
+                        None,
+                        f"Cancelled on request; the run did not stop within "
+                        f"{self.settings.run_kill_grace_s:g} s (stuck in a device call), so its "
+                        "worker process was killed and replaced",
+                    )
+                    return
+            if job.started_at is None:
+                continue
+            budget_s = wall_time_budget_s(job.params, self.settings)
+            ran_s = (utcnow() - job.started_at).total_seconds()
+            if ran_s > budget_s:
+                self._kill_and_replace(process, f"job {job.id} ran past its wall-time budget")
+                self.store.finish_failed(
+                    job.id,
+                    "timeout",
+                    f"The run took longer than its wall-time budget of {budget_s:g} s (its "
+                    f"duration or niter estimate plus OVBENCH_JOB_ALLOWANCE_S="
+                    f"{self.settings.job_allowance_s:g} s), so its worker process was killed "
+                    "and replaced",
+                )
+                return
+
+    def _kill_and_replace(self, process: subprocess.Popen[bytes], why: str) -> None:
+        """SIGKILL the worker and wait for it; the monitor loop then starts a new one at once."""
+        logger.error("killing worker process %d: %s", process.pid, why)
+        process.kill()
+        process.wait(timeout=10)
+        self._started_at = time.monotonic() - _HEALTHY_AFTER_S - 1  # no back-off for this one
+
     def stop(self, timeout_s: float | None = None) -> None:
-        """SIGTERM the worker (it cancels its job), wait, then SIGKILL; record leftovers."""
+        """SIGTERM the worker (it cancels its job), wait, then SIGKILL; record leftovers.
+
+        Safe to call from several threads (serve calls it on SIGTERM and again on exit):
+        later calls wait for the first one to finish.
+        """
         grace_s = self.settings.cancel_grace_s if timeout_s is None else timeout_s
         with self._lock:
+            first = not self._stopping.is_set()
             self._stopping.set()
             process = self._process
+        if not first:
+            self._stopped.wait(timeout=grace_s + 10)
+            return
+        try:
+            self._stop_worker(process, grace_s)
+        finally:
+            self._stopped.set()
+
+    def _stop_worker(self, process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
         if process is not None and process.poll() is None:
             process.terminate()
             try:
@@ -129,5 +232,5 @@ class Supervisor:
                 self.store.clear_worker(process.pid)
             except Exception:
                 logger.exception("could not record the stopped worker's jobs")
-        if self._thread.is_alive():
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=2)

@@ -5,6 +5,11 @@ engine errors become `failed` with the engine's code and message, anything unexp
 becomes `failed` with code `internal_error`. A watcher thread carries progress to the
 store (about twice a second), keeps the heartbeat fresh and turns a cancel request in the
 store (or a shutdown) into the engine's cancel event.
+
+The host's run lock (`run_lock.RunLock`) is held from before a job is claimed until its
+outcome is stored, so no two workers on one data dir ever run at the same time. Objects of a
+run (compiled model, requests) are released by reference counting when `run_job` returns
+(no cycles hold them; a full `gc.collect()` per job found nothing and cost ~150 ms).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from app.engine.errors import EngineError
 from app.engine.runner import run_benchmark
 from app.engine.spec import BenchmarkSpec, Progress
 from app.errors import ServiceError
+from app.faults import fault_point
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import JobRow
+from app.worker.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +50,15 @@ def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
     if job.dataset_id is not None:
         input_paths = [str(store.dataset_dir(store.get_dataset(job.dataset_id)))]
     params = {k: v for k, v in job.params.items() if k not in ("model_id", "dataset_id")}
+    # -l / -c: names inside the admin's extensions dir, resolved (and re-checked) here.
+    extensions = params.pop("extensions", None) or []
+    gpu_config = params.pop("gpu_config", None)
     return BenchmarkSpec(
         model_path=str(Path(model_dir) / model.files[0]["name"]),
         input_paths=input_paths,
         default_duration_s=dict(settings.default_duration_s),
+        extension_paths=[str(settings.extension_file(name)) for name in extensions],
+        gpu_config_path=str(settings.extension_file(gpu_config)) if gpu_config else None,
         **params,
     )
 
@@ -110,6 +122,7 @@ class Worker:
         self.pid = os.getpid()
         self.stop_event = threading.Event()
         self._parent_pid = os.getppid()
+        self.run_lock = RunLock(self.store.data_dir)
 
     @property
     def stopping(self) -> bool:
@@ -136,35 +149,48 @@ class Worker:
         self.announce()
         processed = 0
         last_heartbeat = time.monotonic()
-        while not self.stopping:
-            try:
-                job = self.store.claim_next_job(self.pid)
-            except Exception:  # the store is unreachable for now (locked, disk full): retry
-                logger.exception("worker %d: claiming a job failed", self.pid)
-                self.stop_event.wait(max(1.0, self.settings.worker_poll_interval_s))
-                continue
-            if job is None:
-                if burst:
-                    break
-                if time.monotonic() - last_heartbeat >= HEARTBEAT_INTERVAL_S:
-                    self.store.heartbeat(self.pid, None)
-                    last_heartbeat = time.monotonic()
-                self.stop_event.wait(self.settings.worker_poll_interval_s)
-                continue
-            self.run_job(job)
-            processed += 1
-            self.store.heartbeat(self.pid, None)
-            last_heartbeat = time.monotonic()
+        try:
+            while not self.stopping:
+                if not self.run_lock.try_acquire():  # another worker is running a job
+                    self.stop_event.wait(self.settings.worker_poll_interval_s)
+                    continue
+                try:
+                    job = self.store.claim_next_job(self.pid)
+                except Exception:  # the store is unreachable for now (locked, disk full): retry
+                    self.run_lock.release()
+                    logger.exception("worker %d: claiming a job failed", self.pid)
+                    self.stop_event.wait(max(1.0, self.settings.worker_poll_interval_s))
+                    continue
+                if job is None:
+                    self.run_lock.release()
+                    if burst:
+                        break
+                    if time.monotonic() - last_heartbeat >= HEARTBEAT_INTERVAL_S:
+                        self.store.heartbeat(self.pid, None)
+                        last_heartbeat = time.monotonic()
+                    self.stop_event.wait(self.settings.worker_poll_interval_s)
+                    continue
+                try:
+                    self.run_job(job)
+                finally:
+                    self.run_lock.release()
+                processed += 1
+                self.store.heartbeat(self.pid, None)
+                last_heartbeat = time.monotonic()
+        finally:
+            self.run_lock.release()
         logger.info("worker %d stopping after %d jobs", self.pid, processed)
         return processed
 
     def run_job(self, job: JobRow) -> None:
         """Run one claimed job and record its outcome; never raises for a bad job."""
         store = self.store
+        fault_point("after_claim")
         self.store.heartbeat(self.pid, job.id)
         with _JobWatch(self, job.id) as watch:
             try:
                 spec = build_spec(store, job, self.settings)
+                fault_point("hang_in_run")
                 result = run_benchmark(spec, on_progress=watch.on_progress, cancel=watch.cancel)
             except EngineError as exc:
                 store.finish_failed(job.id, exc.code, exc.message)
@@ -184,8 +210,10 @@ class Worker:
                 )
                 return
         data = result.model_dump(mode="json")
-        if result.status == "cancelled":
+        del result
+        if data.get("status") == "cancelled":
             message = SHUTDOWN_MESSAGE if self.stop_event.is_set() else CANCEL_MESSAGE
             store.finish_cancelled(job.id, data, message)
         else:
+            fault_point("before_result")
             store.finish_succeeded(job.id, data)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, error_responses
-from app.api.ingest import ingest_dataset
+from app.api.ingest import FORM_FIELD_PARTS, check_file_count, ingest_dataset
 from app.api.schemas import DatasetFileRead, DatasetRead
 from app.api.uploads import read_multipart
 from app.errors import ValidationError
@@ -55,13 +55,19 @@ def dataset_read(row: DatasetRow) -> DatasetRead:
     "",
     status_code=201,
     response_model=DatasetRead,
-    responses=error_responses(400, 413, 415, 422),
+    responses=error_responses(400, 413, 415, 422, 507),
     openapi_extra=DATASET_UPLOAD_BODY,
     summary="Upload input files (multipart: -F file=@a.jpg -F file=@b.png)",
 )
 async def create_dataset(request: Request, store: StoreDep, settings: SettingsDep) -> DatasetRead:
-    form = await read_multipart(request, store.blobs, settings.max_upload_bytes)
+    form = await read_multipart(
+        request,
+        store.blobs,
+        settings.max_upload_bytes,
+        settings.max_dataset_files + FORM_FIELD_PARTS,
+    )
     try:
+        check_file_count(form, settings.max_dataset_files, "dataset")
         if form.fields:
             raise ValidationError(
                 f"Unknown form fields: {sorted(form.fields)}; send only files",

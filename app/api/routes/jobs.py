@@ -1,16 +1,24 @@
-"""`/jobs`: submit (JSON, or one multipart request with files), read, list, cancel, delete."""
+"""`/jobs`: submit (JSON, or one multipart request with files), read, list, cancel, delete.
+
+POST /jobs takes an optional `Idempotency-Key` header (1-255 visible ASCII characters): the
+key is stored with the job (unique), so repeating the request (a retry after a timeout or a
+dropped connection) returns the same job, 202 with `Idempotent-Replayed: true`, instead of
+queueing another. The same key with a different request is 422 `idempotency_key_reused`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 import pydantic
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.api.auth import check_job_files
 from app.api.deps import SettingsDep, StoreDep, error_responses
 from app.api.ingest import ingest_dataset, ingest_model
 from app.api.schemas import JobCreate, JobErrorRead, JobRead, JobStatus, ProgressRead
@@ -24,6 +32,7 @@ from app.errors import (
     describe_validation,
     validation_details,
 )
+from app.settings import Settings
 from app.store import Store
 from app.store.tables import JobRow
 
@@ -128,7 +137,7 @@ def check_device(device: str, available: list[str]) -> None:
         )
 
 
-def _validate_job(data: Any, store: Store, source: str) -> JobCreate:
+def _validate_job(data: Any, store: Store, source: str, settings: Settings) -> JobCreate:
     try:
         job = JobCreate.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -137,13 +146,49 @@ def _validate_job(data: Any, store: Store, source: str) -> JobCreate:
             err["loc"] = [source, *err["loc"]]
         raise ValidationError(describe_validation(details), details=details) from exc
     check_device(job.device, [d.name for d in store.list_devices()])
+    check_job_files(job, settings)  # extension libraries / GPU configs: admin's dir only
     return job
 
 
-def _submit(store: Store, settings_max_queue: int, job: JobCreate, response: Response) -> JobRead:
-    row = store.create_job(job.model_dump(mode="json", exclude_none=True), settings_max_queue)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[!-~]{1,255}$",
+        description=(
+            "Makes the submission safe to retry: the same key returns the job it created "
+            "(202, `Idempotent-Replayed: true`); the same key with another body is 422"
+        ),
+    ),
+]
+
+
+def _request_hash(payload: Any) -> str:
+    """A digest of what a submission asked for, to tell a retry from a key reused."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _answer(store: Store, row: JobRow, created: bool, response: Response) -> JobRead:
     response.headers["Location"] = f"/jobs/{row.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return _job_reads(store, [row])[0]
+
+
+def _submit(
+    store: Store,
+    settings_max_queue: int,
+    job: JobCreate,
+    response: Response,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> JobRead:
+    params = job.model_dump(mode="json", exclude_none=True)
+    if idempotency_key is not None and request_hash is None:
+        request_hash = _request_hash(params)
+    row, created = store.submit_job(params, settings_max_queue, idempotency_key, request_hash)
+    return _answer(store, row, created, response)
 
 
 async def _read_json(request: Request) -> Any:
@@ -154,7 +199,7 @@ async def _read_json(request: Request) -> Any:
             raise PayloadTooLargeError(f"JSON body larger than {MAX_JSON_BYTES} bytes")
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise BadRequestError(f"The body is not valid JSON: {exc}", code="invalid_json") from exc
 
 
@@ -164,7 +209,7 @@ def _form_params(form: UploadedForm) -> dict[str, Any]:
     if raw is not None:
         try:
             params = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ValidationError(
                 f"Form field 'params' is not JSON: {exc}", code="invalid_json"
             ) from exc
@@ -177,9 +222,22 @@ def _form_params(form: UploadedForm) -> dict[str, Any]:
 
 
 def _submit_multipart(
-    store: Store, max_queue: int, form: UploadedForm, response: Response
+    store: Store,
+    max_queue: int,
+    form: UploadedForm,
+    response: Response,
+    settings: Settings,
+    idempotency_key: str | None = None,
 ) -> JobRead:
     params = _form_params(form)
+    request_hash: str | None = None
+    if idempotency_key is not None:
+        request_hash = _request_hash(
+            {"params": params, "files": sorted((f.field, f.sha256) for f in form.files)}
+        )
+        existing = store.find_idempotent_job(idempotency_key, request_hash)
+        if existing is not None:  # a retry: store nothing again
+            return _answer(store, existing, False, response)
     model_files = [f for f in form.files if f.field in MODEL_FILE_FIELDS]
     input_files = [f for f in form.files if f.field in INPUT_FILE_FIELDS]
     unknown = sorted({f.field for f in form.files} - MODEL_FILE_FIELDS - INPUT_FILE_FIELDS)
@@ -200,7 +258,7 @@ def _submit_multipart(
         params["model_id"] = _PLACEHOLDER_ID
     if input_files:
         params["dataset_id"] = _PLACEHOLDER_ID
-    job = _validate_job(params, store, "body")  # before storing anything
+    job = _validate_job(params, store, "body", settings)  # before storing anything
     # All or nothing: what this request created is removed again if a later step fails.
     created_dataset: str | None = None
     created_model: str | None = None
@@ -211,7 +269,13 @@ def _submit_multipart(
             model, created = ingest_model(store, model_files, None)
             job.model_id = model.id
             created_model = model.id if created else None
-        return _submit(store, max_queue, job, response)
+        answer = _submit(store, max_queue, job, response, idempotency_key, request_hash)
+        if response.headers.get("Idempotent-Replayed"):  # lost a race with its own retry
+            if created_dataset is not None:
+                store.delete_dataset(created_dataset)
+            if created_model is not None and created_model != answer.model_id:
+                store.delete_model(created_model)
+        return answer
     except Exception:
         if created_model is not None:
             store.delete_model(created_model)
@@ -229,20 +293,30 @@ def _submit_multipart(
             "description": "Queued; Location has the job's URL",
             "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **error_responses(400, 404, 413, 415, 422, 503),
+        **error_responses(400, 403, 404, 413, 415, 422, 503, 507),
     },
     openapi_extra=JOB_CREATE_BODY,
     summary="Queue a benchmark (JSON JobCreate, or one multipart request with the files)",
 )
 async def create_job(
-    request: Request, response: Response, store: StoreDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobRead:
     content_type = request.headers.get("content-type", "")
     if is_multipart(request):
         form = await read_multipart(request, store.blobs, settings.max_upload_bytes)
         try:
             return await run_in_threadpool(
-                _submit_multipart, store, settings.max_queue, form, response
+                _submit_multipart,
+                store,
+                settings.max_queue,
+                form,
+                response,
+                settings,
+                idempotency_key,
             )
         finally:
             form.discard()
@@ -252,8 +326,10 @@ async def create_job(
             details={"content_type": content_type},
         )
     data = await _read_json(request)
-    job = await run_in_threadpool(_validate_job, data, store, "body")
-    return await run_in_threadpool(_submit, store, settings.max_queue, job, response)
+    job = await run_in_threadpool(_validate_job, data, store, "body", settings)
+    return await run_in_threadpool(
+        _submit, store, settings.max_queue, job, response, idempotency_key
+    )
 
 
 @router.get(
@@ -267,7 +343,7 @@ async def list_jobs(
     status: JobStatus | None = None,
     model_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> Response:
     # Polled by dashboards: read inline (SQLite WAL reads take well under a millisecond) and
     # serialize once with pydantic-core, instead of a thread-pool hop and FastAPI re-validating.

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, error_responses
-from app.api.ingest import ingest_model
+from app.api.ingest import FORM_FIELD_PARTS, check_file_count, ingest_model
 from app.api.schemas import ModelFileRead, ModelRead
 from app.api.uploads import read_multipart
 from app.engine.spec import PortInfo
@@ -69,7 +69,7 @@ def model_read(row: ModelRow) -> ModelRead:
             "model": ModelRead,
             "description": "The same content was uploaded before: that model",
         },
-        **error_responses(400, 413, 415, 422),
+        **error_responses(400, 413, 415, 422, 507),
     },
     openapi_extra=MODEL_UPLOAD_BODY,
     summary="Upload a model (multipart: -F file=@model.xml -F file=@model.bin)",
@@ -77,8 +77,11 @@ def model_read(row: ModelRow) -> ModelRead:
 async def create_model(
     request: Request, response: Response, store: StoreDep, settings: SettingsDep
 ) -> ModelRead:
-    form = await read_multipart(request, store.blobs, settings.max_upload_bytes)
+    form = await read_multipart(
+        request, store.blobs, settings.max_upload_bytes, settings.max_model_files + FORM_FIELD_PARTS
+    )
     try:
+        check_file_count(form, settings.max_model_files, "model upload")
         unknown = sorted(set(form.fields) - {"name"})
         if unknown:
             raise ValidationError(f"Unknown form fields: {unknown}", code="unknown_fields")

@@ -1,0 +1,91 @@
+"""Access control: optional bearer tokens in front of every route but `/healthz`.
+
+With no tokens configured (`OVBENCH_API_TOKENS`, `OVBENCH_API_TOKENS_FILE`) the API is open
+and relies on binding to 127.0.0.1. With tokens, every request (also `/metrics`, `/docs` and
+`/openapi.json`, and unknown paths) needs `Authorization: Bearer <token>`, checked before
+routing and before the body is read, with a constant-time comparison against every token.
+Anything else is 401 in the one error shape with `WWW-Authenticate: Bearer`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.schemas import JobCreate
+from app.errors import error_body
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Reachable without a token: liveness probes (load balancers, container health checks).
+PUBLIC_PATHS = frozenset({"/healthz"})
+BEARER_SCHEME = "bearer"
+
+
+def token_matches(presented: str, tokens: list[bytes]) -> bool:
+    """Constant-time comparison against every configured token (no early exit)."""
+    candidate = presented.encode("utf-8", "replace")
+    matched = False
+    for token in tokens:
+        matched |= hmac.compare_digest(candidate, token)
+    return matched
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is exactly one."""
+    values = [value for name, value in headers if name.lower() == b"authorization"]
+    if len(values) != 1:
+        return None
+    scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
+    if scheme.lower() != BEARER_SCHEME or not token.strip():
+        return None
+    return token.strip()
+
+
+class TokenAuthMiddleware:
+    """Pure ASGI middleware: 401 unless the request carries one of `tokens`."""
+
+    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
+        if not tokens:
+            raise ValueError("TokenAuthMiddleware needs at least one token")
+        self.app = app
+        self.tokens = [t.encode("utf-8") for t in tokens]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope.get("headers", []))
+        if token is not None and token_matches(token, self.tokens):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "Missing bearer token: send 'Authorization: Bearer <token>'"
+            if token is None
+            else "Invalid bearer token"
+        )
+        logger.info("401 for %s %s: %s", scope.get("method"), scope.get("path"), message)
+        body = json.dumps(error_body("unauthorized", message)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="ovbench"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def check_job_files(job: JobCreate, settings: Settings) -> None:
+    """403/422 unless every extension library and GPU config the job names is a file inside
+    the admin's `extensions_dir` (never an upload, never a path outside it)."""
+    for name in [*(job.extensions or []), *([job.gpu_config] if job.gpu_config else [])]:
+        settings.extension_file(name)
