@@ -44,7 +44,7 @@ clean:
 
 # The container image, built with no network from a wheelhouse of this tree (see Dockerfile):
 #   make image [IMAGE=ovbench:local] [BASE_IMAGE=python:3.11-slim]
-# then `docker-compose up -d` (or `docker compose up -d`) runs it; docs/container.md has more.
+# then `docker-compose up -d` (or `docker compose up -d`) runs it; README.md, section Container, has more.
 # The wheels are built by $(PYTHON), so it must be the base image's Python (3.11).
 IMAGE ?= ovbench:local
 BASE_IMAGE ?= python:3.11-slim

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
         le=19,
         description="Niceness added to the API threads (the worker keeps 0)",
     )
-    # --- access and input limits (docs/security.md) ---
+    # --- access and input limits (README: Reliability and security) ---
     api_tokens: str = Field(
         default="",
         repr=False,
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     max_dataset_files: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Most files (images, .npy) in one dataset"
     )
-    # --- reliability (docs/reliability.md) ---
+    # --- reliability (README: Reliability and security) ---
     job_allowance_s: float = Field(
         default=60.0,
         gt=0,

@@ -67,7 +67,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
 
 def _install_access(app: FastAPI, settings: Settings) -> list[str]:
-    """Bearer tokens and CORS from the settings (docs/security.md); returns the tokens."""
+    """Bearer tokens and CORS from the settings (README: Reliability and security); returns the tokens."""
     settings.check_extensions_dir()
     tokens = settings.api_token_list()
     if tokens:

@@ -13,7 +13,7 @@ from app.engine.spec import Api, Hint, Pin, PortInfo
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 # Upper bounds on a job's numbers: far beyond any real run, low enough that nothing overflows
-# or allocates absurdly before the engine starts (docs/security.md).
+# or allocates absurdly before the engine starts (README: Reliability and security).
 MAX_NITER = 100_000_000
 MAX_NTHREADS = 1024
 MAX_BATCH = 1024
