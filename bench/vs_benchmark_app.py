@@ -1,7 +1,7 @@
 """ovbench vs the official benchmark_app, side by side on the same model and configuration.
 
 Runs `ovbench run ... --json` (A) and `benchmark_app ...` (B) as child processes, interleaved
-A B A B, for N pairs per case, and prints each pair's throughput and median-latency ratio
+A B B A A B ..., for N pairs per case, and prints each pair's throughput and median-latency ratio
 (ours / theirs) and the medians of those ratios against the targets. This machine is noisy:
 only the pairs and their medians mean anything, never one run.
 
@@ -73,15 +73,21 @@ def run_theirs(model: Path, flags: list[str], duration_s: float) -> Run:
 
 def bench_case(case: Case, model: Path, pairs: int, duration_s: float) -> bool:
     print(
-        f"\n== {case.name}: {' '.join(case.flags)} -t {duration_s:g} ({pairs} pairs, A=ovbench B=benchmark_app)"
+        f"\n== {case.name}: {' '.join(case.flags)} -t {duration_s:g} ({pairs} pairs in ABBA order, A=ovbench B=benchmark_app)"
     )
     print(
         f"{'pair':>4} {'ours fps':>10} {'theirs fps':>11} {'ratio':>7} {'ours p50 ms':>12} {'theirs p50 ms':>14} {'ratio':>7}"
     )
     fps_ratios, lat_ratios = [], []
     for pair in range(1, pairs + 1):
-        ours = run_ours(model, case.flags, duration_s)
-        theirs = run_theirs(model, case.flags, duration_s)
+        # A B, then B A: a machine that speeds up or slows down over the minutes of a case
+        # (thermal, other tenants) then favours neither side.
+        if pair % 2:
+            ours = run_ours(model, case.flags, duration_s)
+            theirs = run_theirs(model, case.flags, duration_s)
+        else:
+            theirs = run_theirs(model, case.flags, duration_s)
+            ours = run_ours(model, case.flags, duration_s)
         fps_ratio = ours.throughput_fps / theirs.throughput_fps
         lat_ratio = ours.median_latency_ms / theirs.median_latency_ms
         fps_ratios.append(fps_ratio)
