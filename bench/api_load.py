@@ -30,24 +30,30 @@ def _percentile(sorted_values: list[float], percent: float) -> float:
 
 
 async def _poller(
-    base_url: str, job_id: str, stop: asyncio.Event, latencies_ms: list[float], interval_s: float
+    client: httpx.AsyncClient,
+    job_id: str,
+    stop: asyncio.Event,
+    latencies_ms: list[float],
+    interval_s: float,
 ) -> None:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        paths = [f"/jobs/{job_id}", "/jobs?limit=20"]
-        turn = 0
-        while not stop.is_set():
-            started = time.perf_counter()
-            response = await client.get(paths[turn % 2])
-            latencies_ms.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
-            turn += 1
-            if interval_s:
-                await asyncio.sleep(interval_s)
+    paths = [f"/jobs/{job_id}", "/jobs?limit=20"]
+    turn = 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        response = await client.get(paths[turn % 2])
+        latencies_ms.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+        turn += 1
+        if interval_s:
+            await asyncio.sleep(interval_s)
 
 
 async def _loaded_run(
     svc: Service, body: dict[str, Any], clients: int, interval_s: float
 ) -> tuple[float, list[float], float]:
+    # Clients and their connections are made before the job starts: only polling is timed.
+    pool = [httpx.AsyncClient(base_url=svc.base_url, timeout=30) for _ in range(clients)]
+    await asyncio.gather(*(client.get("/healthz") for client in pool))
     job_id = svc.submit(body)
     latencies_ms: list[float] = []
     stop = asyncio.Event()
@@ -55,8 +61,8 @@ async def _loaded_run(
         await asyncio.sleep(0.05)
     started = time.perf_counter()
     tasks = [
-        asyncio.create_task(_poller(svc.base_url, job_id, stop, latencies_ms, interval_s))
-        for _ in range(clients)
+        asyncio.create_task(_poller(client, job_id, stop, latencies_ms, interval_s))
+        for client in pool
     ]
     while True:
         job = await asyncio.to_thread(lambda: svc.client.get(f"/jobs/{job_id}").json())
@@ -66,6 +72,7 @@ async def _loaded_run(
     stop.set()
     await asyncio.gather(*tasks)
     elapsed_s = time.perf_counter() - started
+    await asyncio.gather(*(client.aclose() for client in pool))
     if job["status"] != "succeeded":
         raise RuntimeError(f"loaded job ended {job['status']}: {job.get('error')}")
     return (
@@ -89,9 +96,12 @@ def main() -> int:
         help="Each client's pause between requests (0 = back to back, the harshest case)",
     )
     parser.add_argument(
+        "--api-nice", type=int, help="OVBENCH_API_NICE for the service (default: its setting)"
+    )
+    parser.add_argument(
         "--client-nice",
         type=int,
-        default=10,
+        default=0,
         help="nice for this load generator, which stands in for remote clients but shares the CPU",
     )
     args = parser.parse_args()
@@ -109,7 +119,8 @@ def main() -> int:
         "duration_s": args.duration_s,
     }
     perturbations, p50s, p99s, rates = [], [], [], []
-    with Service() as svc:
+    env = {} if args.api_nice is None else {"OVBENCH_API_NICE": str(args.api_nice)}
+    with Service(env=env) as svc:
         os.nice(args.client_nice)  # after starting the service: the service keeps its own priority
         body["model_id"] = svc.upload_model(xml)
         print(

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
 from app.api.auth import PUBLIC_PATHS, TokenAuthMiddleware
+from app.api.job_views import FinishedJobJson
 from app.api.metrics import build_registry
 from app.api.routes import datasets, jobs, models, system
 from app.api.schemas import JobCreate
@@ -37,6 +38,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app = FastAPI(title="ovbench", version=ovbench_version(), description=DESCRIPTION)
     app.state.settings = settings
     app.state.store = store
+    app.state.job_json = FinishedJobJson()
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s)
     install_error_handlers(app)
     for router in (models.router, datasets.router, jobs.router, system.router):

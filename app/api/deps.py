@@ -1,4 +1,4 @@
-"""Typed dependencies for the routes: the store and the settings the app was built with."""
+"""Typed dependencies for the routes: the store, the settings and the finished-job JSON cache."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from app.api.job_views import FinishedJobJson
 from app.api.schemas import ErrorRead
 from app.settings import Settings
 from app.store import Store
@@ -21,8 +22,14 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_job_json(request: Request) -> FinishedJobJson:
+    cache: FinishedJobJson = request.app.state.job_json
+    return cache
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobJsonDep = Annotated[FinishedJobJson, Depends(get_job_json)]
 
 
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:

@@ -314,6 +314,44 @@ class Store:
             ).all()
         return rows, total
 
+    def list_job_heads(
+        self,
+        status: str | None = None,
+        model_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[tuple[str, str]], int]:
+        """(id, status) newest first, and the total matching: cheap enough to poll."""
+        conditions = []
+        if status is not None:
+            conditions.append(JobRow.status == status)
+        if model_id is not None:
+            conditions.append(JobRow.model_id == model_id)
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(JobRow).where(*conditions)) or 0
+            heads = s.execute(
+                select(JobRow.id, JobRow.status)
+                .where(*conditions)
+                .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return [(job_id, job_status) for job_id, job_status in heads], total
+
+    def job_head(self, job_id: str) -> tuple[str, str]:
+        """(id, status) of one job; 404 when there is none."""
+        with self.session() as s:
+            job_status = s.scalar(select(JobRow.status).where(JobRow.id == job_id))
+        if job_status is None:
+            raise NotFoundError(f"No job with id {job_id!r}", code="job_not_found")
+        return job_id, job_status
+
+    def get_jobs(self, job_ids: Sequence[str]) -> Sequence[JobRow]:
+        if not job_ids:
+            return []
+        with self.session() as s:
+            return s.scalars(select(JobRow).where(JobRow.id.in_(job_ids))).all()
+
     def queue_positions(self, jobs: Sequence[JobRow]) -> dict[str, int]:
         """1-based position among queued jobs (1 = next to run), for the queued ones."""
         queued = [j for j in jobs if j.status == "queued"]

@@ -19,13 +19,15 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import check_job_files
-from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.deps import JobJsonDep, SettingsDep, StoreDep, error_responses
 from app.api.ingest import ingest_dataset, ingest_model
-from app.api.schemas import JobCreate, JobErrorRead, JobRead, JobStatus, ProgressRead
+from app.api.job_views import job_read, jobs_json
+from app.api.schemas import JobCreate, JobRead, JobStatus
 from app.api.uploads import UploadedForm, is_multipart, read_multipart
 from app.engine.devices import VIRTUAL_DEVICES, hardware_devices
 from app.errors import (
     BadRequestError,
+    NotFoundError,
     PayloadTooLargeError,
     UnsupportedMediaError,
     ValidationError,
@@ -81,33 +83,6 @@ JOB_CREATE_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-_JOB_LIST = pydantic.TypeAdapter(list[JobRead])
-
-
-def job_read(row: JobRow, queue_position: int | None = None) -> JobRead:
-    error = None
-    if row.error_code is not None and row.status in ("failed", "cancelled"):
-        error = JobErrorRead(code=row.error_code, message=row.error_message or "")
-    return JobRead(
-        id=row.id,
-        status=row.status,  # type: ignore[arg-type]
-        model_id=row.model_id,
-        dataset_id=row.dataset_id,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        params=row.params,
-        queue_position=queue_position,
-        progress=ProgressRead(
-            fraction=row.progress_fraction,
-            iterations=row.progress_iterations,
-            elapsed_s=row.progress_elapsed_s,
-        ),
-        result=row.result,
-        error=error,
-    )
 
 
 def _job_reads(store: Store, rows: Sequence[JobRow]) -> list[JobRead]:
@@ -340,6 +315,7 @@ async def create_job(
 )
 async def list_jobs(
     store: StoreDep,
+    cache: JobJsonDep,
     status: JobStatus | None = None,
     model_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -347,15 +323,19 @@ async def list_jobs(
 ) -> Response:
     # Polled by dashboards: read inline (SQLite WAL reads take well under a millisecond) and
     # serialize once with pydantic-core, instead of a thread-pool hop and FastAPI re-validating.
-    rows, total = store.list_jobs(status=status, model_id=model_id, limit=limit, offset=offset)
-    body = _JOB_LIST.dump_json(_job_reads(store, rows))
+    heads, total = store.list_job_heads(
+        status=status, model_id=model_id, limit=limit, offset=offset
+    )
+    body = b"[" + b",".join(jobs_json(store, cache, heads)) + b"]"
     return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=error_responses(404, 422))
-async def read_job(job_id: str, store: StoreDep) -> Response:
-    job = _job_reads(store, [store.get_job(job_id)])[0]
-    return Response(job.model_dump_json(), media_type="application/json")
+async def read_job(job_id: str, store: StoreDep, cache: JobJsonDep) -> Response:
+    bodies = jobs_json(store, cache, [store.job_head(job_id)])
+    if not bodies:  # deleted between the two reads
+        raise NotFoundError(f"No job with id {job_id!r}", code="job_not_found")
+    return Response(bodies[0], media_type="application/json")
 
 
 @router.post(
@@ -375,6 +355,7 @@ def cancel_job(job_id: str, store: StoreDep) -> JobRead:
     responses=error_responses(404, 409, 422),
     summary="Delete a finished job (409 while queued or running)",
 )
-def delete_job(job_id: str, store: StoreDep) -> Response:
+def delete_job(job_id: str, store: StoreDep, cache: JobJsonDep) -> Response:
     store.delete_job(job_id)
+    cache.discard(job_id)
     return Response(status_code=204)

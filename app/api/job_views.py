@@ -1,0 +1,93 @@
+"""Serialized job views for polling clients; a finished job's JSON is built once.
+
+A job that reached `succeeded`, `failed` or `cancelled` never changes again (the store only
+updates running or queued jobs), so its JSON can be reused as long as the job exists. Every
+read still asks the store which jobs exist and their status, so a deleted job is never
+served, and queued or running jobs are always read fresh.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from app.api.schemas import JobErrorRead, JobRead, ProgressRead
+from app.store import Store
+from app.store.tables import JobRow
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+class FinishedJobJson:
+    """LRU of finished jobs' JSON bytes, bounded by total size."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, job_id: str) -> bytes | None:
+        body = self._entries.get(job_id)
+        if body is not None:
+            self._entries.move_to_end(job_id)
+        return body
+
+    def put(self, job_id: str, body: bytes) -> None:
+        self.discard(job_id)
+        if len(body) > self.max_bytes:
+            return
+        self._entries[job_id] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
+    def discard(self, job_id: str) -> None:
+        body = self._entries.pop(job_id, None)
+        if body is not None:
+            self._bytes -= len(body)
+
+
+def job_read(row: JobRow, queue_position: int | None = None) -> JobRead:
+    """The one place a job row becomes its wire view."""
+    error = None
+    if row.error_code is not None and row.status in ("failed", "cancelled"):
+        error = JobErrorRead(code=row.error_code, message=row.error_message or "")
+    return JobRead(
+        id=row.id,
+        status=row.status,  # type: ignore[arg-type]
+        model_id=row.model_id,
+        dataset_id=row.dataset_id,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        params=row.params,
+        queue_position=queue_position,
+        progress=ProgressRead(
+            fraction=row.progress_fraction,
+            iterations=row.progress_iterations,
+            elapsed_s=row.progress_elapsed_s,
+        ),
+        result=row.result,
+        error=error,
+    )
+
+
+def jobs_json(
+    store: Store, cache: FinishedJobJson, heads: Sequence[tuple[str, str]]
+) -> list[bytes]:
+    """The JSON of each (id, status) in order: finished ones from the cache when there."""
+    bodies: dict[str, bytes] = {}
+    for job_id, status in heads:
+        if status in FINAL_STATUSES and (cached := cache.get(job_id)) is not None:
+            bodies[job_id] = cached
+    rows = store.get_jobs([job_id for job_id, _ in heads if job_id not in bodies])
+    positions = store.queue_positions(rows)
+    for row in rows:
+        body = job_read(row, positions.get(row.id)).model_dump_json().encode()
+        if row.status in FINAL_STATUSES:
+            cache.put(row.id, body)
+        bodies[row.id] = body
+    # A job deleted between the two reads is left out.
+    return [bodies[job_id] for job_id, _ in heads if job_id in bodies]
