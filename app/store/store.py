@@ -290,30 +290,6 @@ class Store:
             raise NotFoundError(f"No job with id {job_id!r}", code="job_not_found")
         return row
 
-    def list_jobs(
-        self,
-        status: str | None = None,
-        model_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[Sequence[JobRow], int]:
-        """Newest first, with the total count matching the filters."""
-        conditions = []
-        if status is not None:
-            conditions.append(JobRow.status == status)
-        if model_id is not None:
-            conditions.append(JobRow.model_id == model_id)
-        with self.session() as s:
-            total = s.scalar(select(func.count()).select_from(JobRow).where(*conditions)) or 0
-            rows = s.scalars(
-                select(JobRow)
-                .where(*conditions)
-                .order_by(JobRow.created_at.desc(), JobRow.id.desc())
-                .limit(limit)
-                .offset(offset)
-            ).all()
-        return rows, total
-
     def list_job_heads(
         self,
         status: str | None = None,

@@ -120,16 +120,19 @@ def test_running_jobs_of_a_dead_process_become_failed(store: Store, model_row: M
     assert store.queue_depth() == 1
 
 
-def test_list_jobs_filters_and_orders_newest_first(store: Store, model_row: ModelRow) -> None:
+def test_list_job_heads_filters_and_orders_newest_first(store: Store, model_row: ModelRow) -> None:
     ids = [store.create_job(job_params(model_row.id), max_queue=10).id for _ in range(3)]
     store.request_cancel(ids[0])
-    rows, total = store.list_jobs()
-    assert [r.id for r in rows] == ids[::-1] and total == 3
-    rows, total = store.list_jobs(status="queued", limit=1)
-    assert [r.id for r in rows] == [ids[2]] and total == 2
-    rows, _ = store.list_jobs(status="queued", limit=1, offset=1)
-    assert [r.id for r in rows] == [ids[1]]
-    assert store.list_jobs(model_id="other")[1] == 0
+    heads, total = store.list_job_heads()
+    assert heads == [(ids[2], "queued"), (ids[1], "queued"), (ids[0], "cancelled")] and total == 3
+    heads, total = store.list_job_heads(status="queued", limit=1)
+    assert heads == [(ids[2], "queued")] and total == 2
+    heads, _ = store.list_job_heads(status="queued", limit=1, offset=1)
+    assert heads == [(ids[1], "queued")]
+    assert store.list_job_heads(model_id="other")[1] == 0
+    assert store.job_head(ids[0]) == (ids[0], "cancelled")
+    assert {r.id for r in store.get_jobs([ids[0], ids[2]])} == {ids[0], ids[2]}
+    assert store.get_jobs([]) == []
 
 
 def test_a_model_in_use_cannot_be_deleted_then_its_files_go(
