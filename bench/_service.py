@@ -18,6 +18,18 @@ import httpx
 BIN = Path(sys.executable).parent
 
 
+def async_job(duration_s: float) -> dict[str, Any]:
+    """benchmark_app's `-api async -nireq 2 -nstreams 2 -hint none -t N` as a JobCreate body."""
+    return {
+        "device": "CPU",
+        "api": "async",
+        "nireq": 2,
+        "nstreams": "2",
+        "hint": "none",
+        "duration_s": duration_s,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

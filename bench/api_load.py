@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import httpx
-from _service import Service, sample_model
+from _service import Service, async_job, sample_model
 
 
 def _percentile(sorted_values: list[float], percent: float) -> float:
@@ -110,14 +110,7 @@ def main() -> int:
         f"{args.clients} clients, {args.interval_s:g} s between each client's requests, "
         f"load generator at nice {args.client_nice}"
     )
-    body = {
-        "device": "CPU",
-        "api": "async",
-        "nireq": 2,
-        "nstreams": "2",
-        "hint": "none",
-        "duration_s": args.duration_s,
-    }
+    body = async_job(args.duration_s)
     perturbations, p50s, p99s, rates = [], [], [], []
     env = {} if args.api_nice is None else {"OVBENCH_API_NICE": str(args.api_nice)}
     with Service(env=env) as svc:

@@ -13,7 +13,7 @@ import argparse
 import statistics
 import sys
 
-from _service import Service, sample_model
+from _service import Service, async_job, sample_model
 from vs_benchmark_app import ASYNC_FLAGS, run_theirs
 
 
@@ -27,15 +27,7 @@ def main() -> int:
     xml = sample_model("resnet50")
     ratios = []
     with Service() as svc:
-        body = {
-            "model_id": svc.upload_model(xml),
-            "device": "CPU",
-            "api": "async",
-            "nireq": 2,
-            "nstreams": "2",
-            "hint": "none",
-            "duration_s": args.duration_s,
-        }
+        body = {"model_id": svc.upload_model(xml), **async_job(args.duration_s)}
         print(f"{'pair':>4} {'api fps':>9} {'benchmark_app fps':>18} {'ratio':>7}")
         for pair in range(1, args.pairs + 1):
             ours = svc.wait(svc.submit(body))["result"]["throughput_fps"]
