@@ -47,3 +47,12 @@ class CompileError(EngineError):
 
 class InferenceError(EngineError):
     code = "inference_failed"
+
+
+def openvino_message(exc: BaseException) -> str:
+    """The meaningful line of an OpenVINO exception, without its source-location lines."""
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # OpenVINO prefixes messages with "Exception from src/...:NN:" lines; keep the meaningful ones.
+    meaningful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (meaningful or lines or [type(exc).__name__])[-1].rstrip(".")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import openvino as ov
 
-from app.engine.errors import DynamicShapeError, InputError, ModelReadError
+from app.engine.errors import DynamicShapeError, InputError, ModelReadError, openvino_message
 from app.engine.inputs import InputSlot, guess_layout, is_image_info_input, is_image_input
 from app.engine.spec import ModelDescription, ModelFile, PortInfo
 
@@ -120,7 +120,7 @@ def read_model(core: ov.Core, path: Path) -> ov.Model:
             model = core.read_model(str(path))
     except Exception as exc:
         raise ModelReadError(
-            f"OpenVINO cannot read model '{path.name}': {_first_line(exc)}. "
+            f"OpenVINO cannot read model '{path.name}': {openvino_message(exc)}. "
             "Check that the files are complete (a truncated .bin or a .bin from another "
             "model gives this) and in a format OpenVINO reads."
         ) from exc
@@ -129,14 +129,6 @@ def read_model(core: ov.Core, path: Path) -> ov.Model:
         if not port.get_names():
             port.set_names({port.node.get_friendly_name()})
     return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # OpenVINO prefixes messages with "Exception from src/...:NN:" lines; keep the meaningful ones.
-    meaningful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
-    return (meaningful or lines or [type(exc).__name__])[-1].rstrip(".")
 
 
 def port_info(port: ov.Output) -> PortInfo:
@@ -296,7 +288,7 @@ def resolve_inputs(
             model.reshape({model.input(n): s for n, s in partial.items()})
         except Exception as exc:
             raise InputError(
-                f"Cannot reshape the model to {_fmt_shapes(partial)}: {_first_line(exc)}"
+                f"Cannot reshape the model to {_fmt_shapes(partial)}: {openvino_message(exc)}"
             ) from exc
         reshape_ms = (time.perf_counter() - started) * 1000
 

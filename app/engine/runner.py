@@ -24,7 +24,13 @@ import openvino.properties as props
 
 from app.engine import devices, inputs, loops, stats
 from app.engine import model as model_mod
-from app.engine.errors import CompileError, ConfigError, EngineError, InferenceError, ModelReadError
+from app.engine.errors import (
+    CompileError,
+    ConfigError,
+    EngineError,
+    InferenceError,
+    openvino_message,
+)
 from app.engine.spec import (
     DEFAULT_NIREQ,
     BenchmarkResult,
@@ -181,7 +187,9 @@ def _perf_counters(requests: list[ov.InferRequest]) -> list[PerfCounter]:
     return list(totals.values())
 
 
-def _set_inputs(request: ov.InferRequest, arrays: dict[str, np.ndarray], dynamic: bool) -> None:
+def set_request_inputs(
+    request: ov.InferRequest, arrays: dict[str, np.ndarray], dynamic: bool
+) -> None:
     """Copy the arrays into the request's own input tensors (benchmark_app's way)."""
     for name, array in arrays.items():
         tensor = request.get_tensor(name)
@@ -200,7 +208,7 @@ def _core(spec: BenchmarkSpec) -> ov.Core:
             core.add_extension(library)
         except Exception as exc:
             raise ConfigError(
-                f"Cannot load extension library '{library}': {model_mod._first_line(exc)}"
+                f"Cannot load extension library '{library}': {openvino_message(exc)}"
             ) from exc
     if spec.gpu_config_path:
         if not Path(spec.gpu_config_path).is_file():
@@ -254,7 +262,7 @@ def run_benchmark(
         compiled = core.compile_model(ov_model, spec.device, config)
     except Exception as exc:
         raise CompileError(
-            f"Compiling the model for {spec.device} failed: {model_mod._first_line(exc)}"
+            f"Compiling the model for {spec.device} failed: {openvino_message(exc)}"
         ) from exc
     compile_ms = (time.perf_counter() - t0) * 1000
     logger.info("Compile model took %.2f ms", compile_ms)
@@ -276,7 +284,7 @@ def run_benchmark(
         if spec.api == "sync":
             request = compiled.create_infer_request()
             requests = [request]
-            _set_inputs(request, per_request[0], dynamic)
+            set_request_inputs(request, per_request[0], dynamic)
             first_ms = loops.first_inference_sync(request)
             logger.info("First inference took %.2f ms", first_ms)
             outcome = loops.run_sync(request, niter, duration_s, on_progress, cancel)
@@ -284,16 +292,14 @@ def run_benchmark(
             queue = ov.AsyncInferQueue(compiled, nireq)
             requests = [queue[i] for i in range(len(queue))]
             for request, arrays in zip(requests, per_request, strict=True):
-                _set_inputs(request, arrays, dynamic)
+                set_request_inputs(request, arrays, dynamic)
             first_ms = loops.first_inference_async(queue)
             logger.info("First inference took %.2f ms", first_ms)
             outcome = loops.run_async(queue, niter, duration_s, on_progress, cancel)
     except EngineError:
         raise
     except Exception as exc:
-        raise InferenceError(
-            f"Inference failed on {spec.device}: {model_mod._first_line(exc)}"
-        ) from exc
+        raise InferenceError(f"Inference failed on {spec.device}: {openvino_message(exc)}") from exc
 
     latency = stats.latency_stats(outcome.latencies_ms, spec.latency_percentile)
     perf = _perf_counters(requests) if spec.perf_counters else None
@@ -339,6 +345,3 @@ def run_benchmark(
     )
     del compiled
     return result
-
-
-__all__ = ["ModelReadError", "run_benchmark"]

@@ -11,7 +11,7 @@ import pytest
 from app.engine import inputs
 from app.engine import model as model_mod
 from app.engine.errors import InputError
-from app.engine.runner import _set_inputs
+from app.engine.runner import set_request_inputs
 from tests.factories import (
     KNOWN_IMAGE_SIZE,
     gradient_rgb,
@@ -32,7 +32,7 @@ def _feed_through_identity(xml: Path, image_paths: list[Path], rgb: bool) -> np.
     files = inputs.collect_input_files([str(p) for p in image_paths])
     per_request, _, _ = inputs.plan_and_fill(resolved.slots, files, 1, rgb)
     request = core.compile_model(model, "CPU").create_infer_request()
-    _set_inputs(request, per_request[0], dynamic=False)
+    set_request_inputs(request, per_request[0], dynamic=False)
     request.infer()
     return request.get_output_tensor(0).data.copy()
 
