@@ -139,6 +139,12 @@ class Server:
         result: dict[str, Any] = wait_for(reached, timeout_s, f"job {job_id} to be {statuses}")
         return result
 
+    def start_long_job(self, model_xml: Path, **params: Any) -> dict[str, Any]:
+        """Upload the model, submit a 120 s job and wait until it measures: the running job."""
+        model_id = self.upload_model(model_xml).json()["id"]
+        running = self.submit(model_id=model_id, duration_s=120, **params)
+        return self.wait_running(running["id"])
+
     def wait_running(self, job_id: str, timeout_s: float = 30) -> dict[str, Any]:
         """Until the job runs and has reported progress (the measurement loop is on)."""
 

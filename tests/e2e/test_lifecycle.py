@@ -58,9 +58,7 @@ def test_ctrl_c_to_the_process_group_stops_cleanly(
     make_server: Callable[..., Server], e2e_files: tuple[Path, Path]
 ) -> None:
     server = make_server()
-    model_id = server.upload_model(e2e_files[0]).json()["id"]
-    running = server.submit(model_id=model_id, duration_s=120)
-    server.wait_running(running["id"])
+    running = server.start_long_job(e2e_files[0])
     worker_pid = server.worker_pid()
     assert server.process is not None
     started = time.monotonic()
@@ -76,9 +74,7 @@ def test_a_job_left_running_by_a_dead_service_becomes_failed_interrupted(
     make_server: Callable[..., Server], e2e_files: tuple[Path, Path]
 ) -> None:
     server = make_server()
-    model_id = server.upload_model(e2e_files[0]).json()["id"]
-    running = server.submit(model_id=model_id, duration_s=120)
-    server.wait_running(running["id"])
+    running = server.start_long_job(e2e_files[0])
     worker_pid = server.worker_pid()
     assert server.process is not None
     os.kill(worker_pid, signal.SIGSTOP)  # freeze it so it cannot record anything
@@ -96,9 +92,7 @@ def test_a_second_serve_on_the_same_data_dir_refuses_to_start(
     make_server: Callable[..., Server], e2e_files: tuple[Path, Path]
 ) -> None:
     server = make_server()
-    model_id = server.upload_model(e2e_files[0]).json()["id"]
-    running = server.submit(model_id=model_id, duration_s=120)
-    server.wait_running(running["id"])
+    running = server.start_long_job(e2e_files[0])
     second = subprocess.run(
         [str(OVBENCH), "serve", "--port", str(free_port()), "--data-dir", str(server.data_dir)],
         capture_output=True,
