@@ -25,6 +25,17 @@ def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """A worker process of its own (outside any serve), logging to log_path."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.worker", "--settings-json", settings.model_dump_json()],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def test_the_run_lock_is_exclusive_and_released_by_the_kernel_when_its_holder_dies(
     tmp_path: Path,
 ) -> None:
@@ -72,13 +83,7 @@ def test_a_second_worker_on_the_same_data_dir_waits_and_runs_never_overlap(
 
     settings = Settings(data_dir=server.data_dir, worker_poll_interval_s=0.01)
     log_path = tmp_path / "second-worker.log"
-    with log_path.open("wb") as log:
-        second = subprocess.Popen(
-            [sys.executable, "-m", "app.worker", "--settings-json", settings.model_dump_json()],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    second = _start_worker(settings, log_path)
     try:
         wait_for(
             lambda: "waiting for it before running any job" in log_path.read_text(),
@@ -140,13 +145,7 @@ def test_a_serve_started_beside_a_running_worker_leaves_its_job_alone_and_waits(
         {"model_id": model_id, "device": "CPU", "api": "sync", "duration_s": 60}, max_queue=10
     )
     settings = Settings(data_dir=data_dir, worker_poll_interval_s=0.05)
-    with (tmp_path / "stray-worker.log").open("wb") as log:
-        stray = subprocess.Popen(
-            [sys.executable, "-m", "app.worker", "--settings-json", settings.model_dump_json()],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    stray = _start_worker(settings, tmp_path / "stray-worker.log")
     try:
         wait_for(
             lambda: store.get_job(running.id).progress_iterations > 0, 30, "the stray worker's run"
