@@ -14,6 +14,7 @@ from starlette.routing import Match
 from app.api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from app.api.job_views import FinishedJobJson
 from app.api.metrics import build_registry
+from app.api.read_cache import ReadCache
 from app.api.routes import datasets, jobs, models, system
 from app.api.schemas import JobCreate
 from app.engine.spec import BenchmarkResult
@@ -43,6 +44,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (models.router, datasets.router, jobs.router, system.router):
         app.include_router(router)
+    app.add_middleware(ReadCache, store=store)  # first added = innermost: after auth and CORS
     tokens = _install_access(app, settings)
     app.add_exception_handler(405, _method_not_allowed)
 
@@ -82,7 +84,7 @@ def _install_access(app: FastAPI, settings: Settings) -> list[str]:
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-            expose_headers=["Location", "X-Total-Count"],
+            expose_headers=["Location", "X-Total-Count", "ETag"],
         )
     return tokens
 

@@ -8,6 +8,8 @@ so a claim, a cancel and a finish can never overwrite each other.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,12 +70,40 @@ class Store:
             database_url or f"sqlite:///{self.data_dir / 'ovbench.db'}"
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._version_lock = threading.Lock()
+        self._version_connection: sqlite3.Connection | None = None
 
     def migrate(self) -> None:
         migrate(self.engine)
 
     def close(self) -> None:
+        with self._version_lock:
+            if self._version_connection is not None:
+                self._version_connection.close()
+                self._version_connection = None
         self.engine.dispose()
+
+    def change_token(self) -> int | None:
+        """A number that changes whenever any connection of any process commits to the
+        database, for caches of what the database says; None where the backend has no such
+        counter (then nothing may be cached).
+
+        SQLite's `PRAGMA data_version` on a connection of its own that never writes: one
+        read of the WAL index, a few microseconds.
+        """
+        if self.engine.dialect.name != "sqlite" or self.engine.url.database in (
+            None,
+            "",
+            ":memory:",
+        ):
+            return None
+        with self._version_lock:
+            if self._version_connection is None:
+                self._version_connection = sqlite3.connect(
+                    self.engine.url.database, isolation_level=None, check_same_thread=False
+                )
+            row = self._version_connection.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
 
     def session(self) -> Session:
         return self._sessions()

@@ -130,6 +130,14 @@ def test_each_token_opens_every_route(tmp_path: Path) -> None:
         assert client.get("/no/such/route", headers=_bearer(TOKENS[0])).status_code == 404
 
 
+def test_a_read_served_from_memory_still_needs_a_token(tmp_path: Path) -> None:
+    with app_client(tmp_path, api_tokens=TOKENS[0]) as client:
+        authed = client.get("/jobs?limit=5", headers=_bearer(TOKENS[0]))
+        assert authed.status_code == 200 and "etag" in authed.headers  # now held in memory
+        for headers in ({}, {"If-None-Match": authed.headers["etag"]}, _bearer("wrong")):
+            assert_error_shape(client.get("/jobs?limit=5", headers=headers), [401], "unauthorized")
+
+
 def test_unauthorized_upload_stores_nothing(tmp_path: Path, tiny_model: Path) -> None:
     with app_client(tmp_path, api_tokens=TOKENS[0]) as client:
         before = stored_state(tmp_path / "data", _Authed(client))

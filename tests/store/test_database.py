@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import inspect, text
@@ -35,3 +37,26 @@ def test_state_survives_reopening_the_data_dir(
     assert reopened.get_job(job.id).status == "queued"
     assert [m.id for m in reopened.list_models()] == [m.id for m in store.list_models()]
     reopened.close()
+
+
+def test_change_token_moves_with_every_commit_from_any_process(store: Store) -> None:
+    first = store.change_token()
+    assert first is not None
+    assert store.change_token() == first  # reads alone change nothing
+    store.list_models()
+    assert store.change_token() == first
+    store.record_worker_start(pid=1)  # a commit through the store's own pool
+    second = store.change_token()
+    assert second != first
+    code = (
+        "import sys; from app.store import Store; "
+        "s = Store(sys.argv[1]); s.heartbeat(pid=1, current_job_id=None); s.close()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(store.data_dir)], check=True)
+    assert store.change_token() != second  # a commit by another process, as the worker's
+
+
+def test_change_token_is_none_off_sqlite(tmp_path: Path) -> None:
+    other = Store(tmp_path / "data", database_url="sqlite://")  # in memory: nothing to watch
+    assert other.change_token() is None
+    other.close()

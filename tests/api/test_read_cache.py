@@ -1,0 +1,124 @@
+"""Polled reads come from memory until the database changes, and carry ETags."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from app.api.read_cache import ReadCache
+from app.engine.spec import Progress
+from app.store import Store
+
+with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what we ship
+    warnings.filterwarnings("ignore", message=".*httpx.*")
+    from fastapi.testclient import TestClient
+
+
+class _CountingApp:
+    """Answers every request with its call number (404 for /jobs/missing)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls += 1
+        status = 404 if scope["path"].endswith("/missing") else 200
+        body = json.dumps({"call": self.calls}).encode()
+        headers = [(b"content-type", b"application/json"), (b"x-total-count", b"7")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _cached_app(tmp_path: Path) -> tuple[_CountingApp, Store, TestClient]:
+    store = Store(tmp_path / "data")
+    store.migrate()
+    inner = _CountingApp()
+    return inner, store, TestClient(ReadCache(inner, store))
+
+
+def test_same_read_is_served_from_memory_until_anything_commits(tmp_path: Path) -> None:
+    inner, store, client = _cached_app(tmp_path)
+    first = client.get("/jobs?limit=20")
+    again = client.get("/jobs?limit=20")
+    assert inner.calls == 1 and again.json() == first.json() == {"call": 1}
+    assert again.headers["x-total-count"] == "7"  # the route's own headers are kept
+    assert client.get("/jobs?limit=5").json() == {"call": 2}  # another query: another entry
+    assert client.get("/jobs/abc").json() == {"call": 3}
+
+    # A commit from another connection, as the worker's progress write: everything is stale.
+    writer = Store(store.data_dir)
+    writer.record_worker_start(pid=1)
+    assert client.get("/jobs?limit=20").json() == {"call": 4}
+    assert client.get("/jobs/abc").json() == {"call": 5}
+    assert client.get("/jobs/abc").json() == {"call": 5}
+    writer.close()
+    store.close()
+
+
+def test_only_database_backed_gets_with_200_are_kept(tmp_path: Path) -> None:
+    inner, store, client = _cached_app(tmp_path)
+    for _ in range(2):
+        assert client.get("/jobs/missing").status_code == 404  # errors: always the route's
+        client.get("/readyz")  # heartbeat age: time-dependent
+        client.get("/metrics")
+        client.post("/jobs")
+        client.get("/jobs/abc/files")  # not a cacheable shape
+    assert inner.calls == 10
+    for path in ("/jobs", "/models", "/models/m1", "/datasets", "/datasets/d1", "/devices"):
+        client.get(path)
+        client.get(path)
+    assert inner.calls == 16
+    store.close()
+
+
+def test_etag_and_if_none_match(tmp_path: Path) -> None:
+    inner, store, client = _cached_app(tmp_path)
+    first = client.get("/jobs/abc")
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    assert client.get("/jobs/abc").headers["etag"] == etag  # the same bytes, the same tag
+    unchanged = client.get("/jobs/abc", headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert unchanged.headers["etag"] == etag
+    listed = client.get("/jobs/abc", headers={"If-None-Match": f'"other", W/{etag}'})
+    assert listed.status_code == 304
+    assert client.get("/jobs/abc", headers={"If-None-Match": '"other"'}).status_code == 200
+
+    writer = Store(store.data_dir)
+    writer.record_worker_start(pid=1)
+    changed = client.get("/jobs/abc", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json() == {"call": 2}
+    assert changed.headers["etag"] != etag
+    assert inner.calls == 2
+    writer.close()
+    store.close()
+
+
+def test_a_running_job_polled_through_the_app_is_always_current(
+    client: TestClient, store: Store, model: dict[str, Any]
+) -> None:
+    submitted = client.post(
+        "/jobs", json={"model_id": model["id"], "device": "CPU", "api": "sync", "niter": 5}
+    )
+    job_id = submitted.json()["id"]
+    assert store.claim_next_job(worker_pid=1) is not None
+    seen = []
+    for iterations in range(1, 4):
+        store.update_progress(
+            job_id, Progress(fraction=iterations / 5, iterations=iterations, elapsed_s=0.1)
+        )
+        response = client.get(f"/jobs/{job_id}")
+        again = client.get(f"/jobs/{job_id}", headers={"If-None-Match": response.headers["etag"]})
+        assert again.status_code == 304
+        seen.append(response.json()["progress"]["iterations"])
+        assert client.get("/jobs").json()[0]["progress"]["iterations"] == iterations
+    assert seen == [1, 2, 3]
+    store.finish_failed(job_id, "inference_failed", "boom")
+    assert client.get(f"/jobs/{job_id}").json()["status"] == "failed"
+    assert client.delete(f"/jobs/{job_id}").status_code == 204
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+    assert client.get("/jobs").json() == []
