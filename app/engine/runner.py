@@ -22,7 +22,7 @@ import numpy as np
 import openvino as ov
 import openvino.properties as props
 
-from app.engine import devices, inputs, loops, stats
+from app.engine import cpu_usage, devices, inputs, loops, stats
 from app.engine import model as model_mod
 from app.engine.errors import (
     CompileError,
@@ -287,6 +287,7 @@ def run_benchmark(
             set_request_inputs(request, per_request[0], dynamic)
             first_ms = loops.first_inference_sync(request)
             logger.info("First inference took %.2f ms", first_ms)
+            cpu_before = cpu_usage.sample()
             outcome = loops.run_sync(request, niter, duration_s, on_progress, cancel)
         else:
             queue = ov.AsyncInferQueue(compiled, nireq)
@@ -295,11 +296,14 @@ def run_benchmark(
                 set_request_inputs(request, arrays, dynamic)
             first_ms = loops.first_inference_async(queue)
             logger.info("First inference took %.2f ms", first_ms)
+            cpu_before = cpu_usage.sample()
             outcome = loops.run_async(queue, niter, duration_s, on_progress, cancel)
     except EngineError:
         raise
     except Exception as exc:
         raise InferenceError(f"Inference failed on {spec.device}: {openvino_message(exc)}") from exc
+    cpu = cpu_usage.usage(cpu_before, cpu_usage.sample())
+    _note(warns, cpu_usage.busy_host_warnings(cpu))
 
     latency = stats.latency_stats(outcome.latencies_ms, spec.latency_percentile)
     perf = _perf_counters(requests) if spec.perf_counters else None
@@ -342,6 +346,7 @@ def run_benchmark(
         perf_counters=perf,
         warnings=warns,
         host=_host(),
+        cpu_usage=cpu,
     )
     del compiled
     return result

@@ -141,6 +141,23 @@ class PerfCounter(BaseModel):
     cpu_time_ms: float
 
 
+class CpuUsage(BaseModel):
+    """CPU time on the host while the measured loop ran, from Linux's /proc (10 ms resolution).
+
+    Work by other processes competes with the benchmark for the cores (and for memory
+    bandwidth), so a high `other_fraction` or `steal_fraction` means the figures may be
+    lower than the device can do.
+    """
+
+    logical_cpus: int
+    wall_s: float = Field(description="The measured loop, wall clock")
+    benchmark_cpu_s: float = Field(description="This process: inference threads and the rest")
+    other_cpu_s: float = Field(description="Every other process on the host (or container)")
+    steal_s: float = Field(description="Taken from this virtual machine by its hypervisor")
+    other_fraction: float = Field(description="other_cpu_s / (logical_cpus * wall_s)")
+    steal_fraction: float = Field(description="steal_s / (logical_cpus * wall_s)")
+
+
 class BenchmarkResult(BaseModel):
     status: Literal["completed", "cancelled"]
     api: Api
@@ -167,6 +184,9 @@ class BenchmarkResult(BaseModel):
     perf_counters: list[PerfCounter] | None = None
     warnings: list[str] = Field(default_factory=list)
     host: dict[str, str | int] = Field(default_factory=dict)
+    cpu_usage: CpuUsage | None = Field(
+        default=None, description="CPU use on the host during the measured loop (Linux only)"
+    )
 
 
 class DeviceInfo(BaseModel):
