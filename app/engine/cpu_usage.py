@@ -19,10 +19,12 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 @dataclass(frozen=True)
 class CpuSample:
+    """Counters in clock ticks (1/SC_CLK_TCK s), so differences stay exact."""
+
     wall_s: float
-    host_busy_s: float  # every CPU, not idle, not iowait, not steal
-    host_steal_s: float
-    process_cpu_s: float
+    host_busy_ticks: int  # every CPU, not idle, not iowait, not steal
+    host_steal_ticks: int
+    process_ticks: int
 
 
 def sample() -> CpuSample | None:
@@ -38,9 +40,9 @@ def sample() -> CpuSample | None:
     times = os.times()
     return CpuSample(
         wall_s=time.perf_counter(),
-        host_busy_s=(user + nice + system + irq + softirq) / _TICKS_PER_S,
-        host_steal_s=steal / _TICKS_PER_S,
-        process_cpu_s=times.user + times.system,
+        host_busy_ticks=user + nice + system + irq + softirq,
+        host_steal_ticks=steal,
+        process_ticks=round((times.user + times.system) * _TICKS_PER_S),
     )
 
 
@@ -50,10 +52,13 @@ def usage(start: CpuSample | None, end: CpuSample | None) -> CpuUsage | None:
         return None
     cpus = os.cpu_count() or 1
     wall_s = max(end.wall_s - start.wall_s, 1e-9)
-    benchmark_s = end.process_cpu_s - start.process_cpu_s
-    # Both counters tick at 10 ms: never report less than nothing.
-    other_s = max(0.0, (end.host_busy_s - start.host_busy_s) - benchmark_s)
-    steal_s = max(0.0, end.host_steal_s - start.host_steal_s)
+    benchmark_ticks = end.process_ticks - start.process_ticks
+    # Both counters tick at 10 ms: ours may run ahead of the host's; never less than nothing.
+    other_ticks = max(0, end.host_busy_ticks - start.host_busy_ticks - benchmark_ticks)
+    steal_ticks = max(0, end.host_steal_ticks - start.host_steal_ticks)
+    benchmark_s = benchmark_ticks / _TICKS_PER_S
+    other_s = other_ticks / _TICKS_PER_S
+    steal_s = steal_ticks / _TICKS_PER_S
     return CpuUsage(
         logical_cpus=cpus,
         wall_s=wall_s,

@@ -19,13 +19,14 @@ def test_usage_splits_host_time_between_this_process_others_and_steal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cpu_usage.os, "cpu_count", lambda: 4)
-    start = CpuSample(wall_s=100.0, host_busy_s=50.0, host_steal_s=1.0, process_cpu_s=10.0)
-    end = CpuSample(wall_s=110.0, host_busy_s=80.0, host_steal_s=5.0, process_cpu_s=30.0)
+    monkeypatch.setattr(cpu_usage, "_TICKS_PER_S", 100)
+    start = CpuSample(wall_s=100.0, host_busy_ticks=5000, host_steal_ticks=100, process_ticks=1000)
+    end = CpuSample(wall_s=110.0, host_busy_ticks=8000, host_steal_ticks=500, process_ticks=3000)
     usage = cpu_usage.usage(start, end)
     assert usage is not None
     assert usage.wall_s == pytest.approx(10.0)
-    assert usage.benchmark_cpu_s == pytest.approx(20.0)
-    assert usage.other_cpu_s == pytest.approx(10.0)  # 30 busy on the host, 20 of them ours
+    assert usage.benchmark_cpu_s == 20.0 and usage.steal_s == 4.0  # exact: counted in ticks
+    assert usage.other_cpu_s == 10.0  # 30 busy on the host, 20 of them ours
     assert usage.other_fraction == pytest.approx(10.0 / 40.0)
     assert usage.steal_fraction == pytest.approx(4.0 / 40.0)
     warnings = cpu_usage.busy_host_warnings(usage)
@@ -33,7 +34,9 @@ def test_usage_splits_host_time_between_this_process_others_and_steal(
     assert "Other processes used 25%" in warnings[0] and "hypervisor took 10%" in warnings[1]
 
     # Counters tick at 10 ms: ours may run ahead of the host's by a tick. Never below zero.
-    quiet_end = CpuSample(wall_s=110.0, host_busy_s=69.99, host_steal_s=1.0, process_cpu_s=30.0)
+    quiet_end = CpuSample(
+        wall_s=110.0, host_busy_ticks=6999, host_steal_ticks=100, process_ticks=3000
+    )
     quiet = cpu_usage.usage(start, quiet_end)
     assert quiet is not None and quiet.other_cpu_s == 0.0 and quiet.steal_s == 0.0
     assert cpu_usage.busy_host_warnings(quiet) == []
