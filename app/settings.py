@@ -57,6 +57,15 @@ class Settings(BaseSettings):
         le=19,
         description="Niceness added to the API threads (the worker keeps 0)",
     )
+    api_cpu_share_while_running: float = Field(
+        default=0.03,
+        ge=0,
+        le=1,
+        description=(
+            "While a job runs, the API process may use at most this share of all CPUs; "
+            "requests beyond it wait (they are not refused). 0: no limit"
+        ),
+    )
     # --- access and input limits (README: Reliability and security) ---
     api_tokens: str = Field(
         default="",

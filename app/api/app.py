@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
 from app.api.auth import PUBLIC_PATHS, TokenAuthMiddleware
+from app.api.cpu_budget import CpuBudgetMiddleware, budget_for
 from app.api.job_views import FinishedJobJson
 from app.api.metrics import build_registry
 from app.api.read_cache import ReadCache
@@ -40,12 +41,15 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.job_json = FinishedJobJson()
-    app.state.metrics = build_registry(store, settings.heartbeat_timeout_s)
+    app.state.cpu_budget = budget_for(settings.api_cpu_share_while_running)
+    app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)
     install_error_handlers(app)
     for router in (models.router, datasets.router, jobs.router, system.router):
         app.include_router(router)
     app.add_middleware(ReadCache, store=store)  # first added = innermost: after auth and CORS
     tokens = _install_access(app, settings)
+    # Last added = outermost: every request, even one refused for a token, is metered.
+    app.add_middleware(CpuBudgetMiddleware, store=store, budget=app.state.cpu_budget)
     app.add_exception_handler(405, _method_not_allowed)
 
     def openapi() -> dict[str, Any]:

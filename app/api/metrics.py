@@ -1,7 +1,9 @@
 """Prometheus metrics computed from the store on every scrape (no process-global counters).
 
 A custom collector reads the store, so the numbers are right across restarts and
-whichever process changed the state (the worker or the API).
+whichever process changed the state (the worker or the API). The one exception is the API's
+own CPU budget (`app.api.cpu_budget`): how many requests it delayed since this process
+started, as counters.
 """
 
 from __future__ import annotations
@@ -10,9 +12,15 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from app.api.cpu_budget import CpuBudget
 from app.store import Store
 from app.store.tables import JOB_STATUSES
 
@@ -78,7 +86,28 @@ class StoreCollector(Collector):
         yield latency
 
 
-def build_registry(store: Store, heartbeat_timeout_s: float) -> CollectorRegistry:
+class CpuBudgetCollector(Collector):
+    def __init__(self, budget: CpuBudget) -> None:
+        self.budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "ovbench_api_requests_delayed",
+            "Requests held back because the API had used its CPU share while a job ran",
+            value=self.budget.delayed_requests,
+        )
+        yield CounterMetricFamily(
+            "ovbench_api_delay_seconds",
+            "Total time requests were held back for the API's CPU share",
+            value=self.budget.delay_s_total,
+        )
+
+
+def build_registry(
+    store: Store, heartbeat_timeout_s: float, budget: CpuBudget | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store, heartbeat_timeout_s))
+    if budget is not None:
+        registry.register(CpuBudgetCollector(budget))
     return registry

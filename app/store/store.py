@@ -550,6 +550,12 @@ class Store:
         failed = [job_id for job_id in ids if self.finish_failed(job_id, code, message)]
         return failed
 
+    def any_job_running(self) -> bool:
+        with self.session() as s:
+            return (
+                s.scalar(select(JobRow.id).where(JobRow.status == "running").limit(1)) is not None
+            )
+
     def running_jobs(self) -> Sequence[JobRow]:
         """Jobs currently `running` (of any worker)."""
         with self.session() as s:
