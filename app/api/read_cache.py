@@ -61,8 +61,6 @@ class ReadCache:
         self.app = app
         self.store = store
         self.max_bytes = max_bytes
-        self.hits = 0
-        self.misses = 0
         self._token: int | None = None
         self._entries: dict[tuple[str, bytes], _Entry] = {}
         self._bytes = 0
@@ -86,10 +84,8 @@ class ReadCache:
         key = (scope["path"], scope["query_string"])
         entry = self._entries.get(key)
         if entry is not None:
-            self.hits += 1
             await self._answer(entry, _if_none_match(scope), send)
             return
-        self.misses += 1
         await self._fill(scope, receive, send, key, token)
 
     async def _fill(
