@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.store import Store
 
 BURST_S = 1.0  # the bucket holds (and may owe) one second of budget
-RUNNING_RECHECK_S = 0.5  # without a change token, how often to ask whether a job runs
 
 
 def budget_for(share: float) -> CpuBudget | None:
@@ -85,19 +84,14 @@ class CpuBudgetMiddleware:
         self._lock = asyncio.Lock()
         self._running = False
         self._running_token: int | None = None
-        self._running_checked_s = -RUNNING_RECHECK_S
 
     def job_running(self) -> bool:
-        """Whether a job runs, asked again only after a commit (or every 0.5 s without a token)."""
+        """Whether a job runs, asked of the store again only after a commit (every time on a
+        backend without a change token)."""
         token = self.store.change_token()
-        now = time.monotonic()
-        if token is None:
-            if now - self._running_checked_s < RUNNING_RECHECK_S:
-                return self._running
-        elif token == self._running_token:
-            return self._running
-        self._running = self.store.any_job_running()
-        self._running_token, self._running_checked_s = token, now
+        if token is None or token != self._running_token:
+            self._running = self.store.any_job_running()
+            self._running_token = token
         return self._running
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

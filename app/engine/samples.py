@@ -77,11 +77,30 @@ class _GraphBuilder:
         gain: float = 1.0,
     ) -> ov.Output:
         """Convolution + folded-BN bias, padded to keep ceil(H / stride)."""
-        pad = kernel // 2
         weights = self._weights(
             (out_channels, in_channels, kernel, kernel), in_channels * kernel * kernel, gain
         )
-        conv = ops.convolution(
+        return self._padded(ops.convolution, x, weights, out_channels, stride, name)
+
+    def depthwise_conv(
+        self, x: ov.Output, channels: int, kernel: int, name: str, stride: int = 1
+    ) -> ov.Output:
+        """Depthwise convolution as a GroupConvolution with one channel per group."""
+        weights = self._weights((channels, 1, 1, kernel, kernel), kernel * kernel, 1.0)
+        return self._padded(ops.group_convolution, x, weights, channels, stride, name)
+
+    def _padded(
+        self,
+        op: Callable[..., ov.Node],
+        x: ov.Output,
+        weights: np.ndarray,
+        out_channels: int,
+        stride: int,
+        name: str,
+    ) -> ov.Output:
+        """`op` (a convolution) with `weights`, padded to keep ceil(H / stride), plus bias."""
+        pad = weights.shape[-1] // 2
+        conv = op(
             x,
             self._constant(weights, f"{name}/weights"),
             strides=[stride, stride],
@@ -91,23 +110,6 @@ class _GraphBuilder:
             name=name,
         )
         return ops.add(conv, self._bias(out_channels, name), name=f"{name}/add").output(0)
-
-    def depthwise_conv(
-        self, x: ov.Output, channels: int, kernel: int, name: str, stride: int = 1
-    ) -> ov.Output:
-        """Depthwise convolution as a GroupConvolution with one channel per group."""
-        pad = kernel // 2
-        weights = self._weights((channels, 1, 1, kernel, kernel), kernel * kernel, 1.0)
-        conv = ops.group_convolution(
-            x,
-            self._constant(weights, f"{name}/weights"),
-            strides=[stride, stride],
-            pads_begin=[pad, pad],
-            pads_end=[pad, pad],
-            dilations=[1, 1],
-            name=name,
-        )
-        return ops.add(conv, self._bias(channels, name), name=f"{name}/add").output(0)
 
     def relu(self, x: ov.Output, name: str) -> ov.Output:
         return ops.relu(x, name=name).output(0)

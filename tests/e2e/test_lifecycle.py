@@ -38,10 +38,8 @@ def test_sigterm_stops_both_processes_within_10_s_and_cancels_the_running_job(
     make_server: Callable[..., Server], e2e_files: tuple[Path, Path]
 ) -> None:
     server = make_server()
-    model_id = server.upload_model(e2e_files[0]).json()["id"]
-    running = server.submit(model_id=model_id, api="async", duration_s=120)
-    queued = server.submit(model_id=model_id, niter=5)
-    server.wait_running(running["id"])
+    running = server.start_long_job(e2e_files[0], api="async")
+    queued = server.submit(model_id=running["model_id"], niter=5)
     worker_pid = server.worker_pid()
     took_s = server.stop(signal.SIGTERM)
     assert took_s < 10

@@ -94,11 +94,9 @@ def test_cancel_queued_never_starts_running_stops_within_2_s(
     make_server: Callable[..., Server], e2e_files: tuple[Path, Path]
 ) -> None:
     server = make_server()
-    model_id = server.upload_model(e2e_files[0]).json()["id"]
-    running = server.submit(model_id=model_id, api="async", duration_s=60)
-    queued = server.submit(model_id=model_id, niter=5)
-    after = server.submit(model_id=model_id, niter=5)
-    server.wait_running(running["id"])
+    running = server.start_long_job(e2e_files[0], api="async")
+    queued = server.submit(model_id=running["model_id"], niter=5)
+    after = server.submit(model_id=running["model_id"], niter=5)
 
     cancelled = server.client.post(f"/jobs/{queued['id']}/cancel").json()
     assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None
