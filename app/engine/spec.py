@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 Api = Literal["sync", "async"]
 Pin = Literal["YES", "NO", "NUMA", "HYBRID_AWARE"]
 Hint = Literal["throughput", "latency", "cumulative_throughput", "none"]
+# How messages name the run's options: benchmark_app's flags (`-shape`) for the CLI, the
+# JSON fields (`shape`) for the REST API.
+OptionNames = Literal["cli", "api"]
 
 # benchmark_app's DEVICE_DURATION_IN_SECS: the run length when neither niter nor duration is given.
 DEFAULT_DURATION_S: dict[str, float] = {"CPU": 60, "GPU": 60, "NPU": 60, "UNKNOWN": 120}
@@ -55,6 +58,11 @@ class BenchmarkSpec(BaseModel):
         default=False, description="Keep images in RGB order (default: BGR, as the seed)"
     )
     default_duration_s: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DURATION_S))
+    option_names: OptionNames = Field(
+        default="cli",
+        description="How error messages and warnings name options: 'cli' flags (-shape) "
+        "or 'api' JSON fields (shape)",
+    )
 
 
 class Progress(BaseModel):
