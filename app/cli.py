@@ -212,11 +212,17 @@ def print_report(result: BenchmarkResult) -> None:
         if lat.percentile != 50:
             info(f"[ INFO ] Latency p{lat.percentile}: {lat.at_percentile:.4f} ms")
     if (cpu := result.cpu_usage) is not None:
-        info(
-            f"[ INFO ] Host CPU during the run: benchmark {cpu.benchmark_cpu_s:.2f} CPU-s, "
-            f"other processes {cpu.other_fraction:.1%}, steal {cpu.steal_fraction:.1%} "
-            f"of {cpu.logical_cpus} CPUs"
-        )
+        benchmark_s, other, steal = cpu.benchmark_cpu_s, cpu.other_fraction, cpu.steal_fraction
+        if cpu.measured and benchmark_s is not None and other is not None and steal is not None:
+            info(
+                f"[ INFO ] Host CPU during the run: benchmark {benchmark_s:.2f} CPU-s, "
+                f"other processes {other:.1%}, steal {steal:.1%} of {cpu.logical_cpus} CPUs"
+            )
+        else:
+            info(
+                f"[ INFO ] Host CPU during the run: not measured ({cpu.reason}); "
+                f"the host has {cpu.logical_cpus} logical CPUs"
+            )
     if result.status == "cancelled":
         info("[ WARNING ] The run was cancelled; the figures cover the part that ran.")
     if result.api == "sync" and result.latency_ms is not None:

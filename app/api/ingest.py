@@ -163,7 +163,12 @@ def ingest_model(store: Store, staged: list[StagedFile], name: str | None) -> tu
     shas = [str(f["sha256"]) for f in files]
     try:
         store.blobs.materialise(model_dir, {str(f["name"]): str(f["sha256"]) for f in files})
-        description = describe_model(model_dir / planned[0][0])
+        # Messages name the client's files (not `model.onnx`) and the API's fields.
+        description = describe_model(
+            model_dir / planned[0][0],
+            shown_names={canonical: f.filename for canonical, f in planned},
+            option_names="api",
+        )
     except EngineError as exc:
         store.blobs.remove_dir(model_dir)
         store.release_blobs(shas)

@@ -21,6 +21,7 @@ import openvino as ov
 from PIL import Image
 
 from app.engine.errors import InputError
+from app.engine.spec import OptionNames, option_example, option_name
 
 logger = logging.getLogger(__name__)
 
@@ -228,12 +229,18 @@ def _image_batch(
 
 
 def plan_and_fill(
-    slots: list[InputSlot], files: InputFiles, n_requests: int, rgb: bool
+    slots: list[InputSlot],
+    files: InputFiles,
+    n_requests: int,
+    rgb: bool,
+    option_names: OptionNames = "cli",
 ) -> tuple[list[dict[str, np.ndarray]], dict[str, list[Path]], list[str]]:
     """Decide each slot's kind and build the arrays for every request.
 
-    Returns (per-request arrays by input name, files used by input name, warnings).
+    Returns (per-request arrays by input name, files used by input name, warnings); the
+    warnings name options in the `option_names` style.
     """
+    inputs_option = option_name("input_paths", option_names)
     warns: list[str] = []
     image_slots = [s for s in slots if s.kind == "image"]
     for slot in slots:
@@ -242,7 +249,8 @@ def plan_and_fill(
     if files.images and not image_slots:
         warns.append(
             f"{len(files.images)} image(s) given, but the model has no image input "
-            "(layout NCHW/NHWC with 3 channels); they are not used. Pass -layout if an input is an image."
+            "(layout NCHW/NHWC with 3 channels); they are not used. If an input is an image, "
+            f"give its layout, e.g. {option_example('layout', 'NCHW', option_names)}."
         )
     unused_npy = set(files.arrays) - {s.name for s in slots}
     if unused_npy:
@@ -272,12 +280,14 @@ def plan_and_fill(
         else:
             if slot.kind == "image":
                 warns.append(
-                    f"No images given: image input '{slot.name}' is filled with random data."
+                    f"No images given: image input '{slot.name}' is filled with random data. "
+                    f"Give images among the inputs ({inputs_option}) to feed it."
                 )
             else:
                 warns.append(
                     f"Input '{slot.name}' is filled with random data (seed 0). To use real data, "
-                    f"pass a file named '{slot.name}.npy' of shape {slot.shape}."
+                    f"give a file named '{slot.name}.npy' of shape {slot.shape} among the inputs "
+                    f"({inputs_option})."
                 )
             slot.kind = "random"
             array = _random_array(slot.shape, dtype)
@@ -288,6 +298,7 @@ def plan_and_fill(
             warns.append(
                 f"Only {len(used[slot.name])} of {len(files.images)} images feed input '{slot.name}' "
                 f"({n_requests} request(s) x batch {slot.batch}); each request reuses its tensor, "
-                "as benchmark_app does. Raise -nireq or -b to use more."
+                f"as benchmark_app does. Raise {option_name('nireq', option_names)} or "
+                f"{option_name('batch', option_names)} to use more."
             )
     return per_request, used, warns

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
 import platform
 import socket
@@ -24,6 +23,7 @@ import openvino.properties as props
 
 from app.engine import cpu_usage, devices, inputs, loops, stats
 from app.engine import model as model_mod
+from app.engine.defaults import effective_nireq, planned_limits
 from app.engine.errors import (
     CompileError,
     ConfigError,
@@ -32,12 +32,14 @@ from app.engine.errors import (
     openvino_message,
 )
 from app.engine.spec import (
-    DEFAULT_NIREQ,
     BenchmarkResult,
     BenchmarkSpec,
     EffectiveConfig,
     InputFill,
+    OptionNames,
     PerfCounter,
+    option_example,
+    option_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,33 +52,32 @@ def ovbench_version() -> str:
         return "0+unknown"
 
 
-def default_duration_s(spec: BenchmarkSpec) -> float:
-    """benchmark_app's table: the longest entry among the device names in -d, else UNKNOWN."""
-    table = spec.default_duration_s
-    matches = [
-        seconds for name, seconds in table.items() if name != "UNKNOWN" and name in spec.device
-    ]
-    return max(matches) if matches else table.get("UNKNOWN", 120)
-
-
 def plan_limits(spec: BenchmarkSpec, nireq: int) -> tuple[int | None, float | None, list[str]]:
-    """(niter, duration_s, warnings) exactly as benchmark_app bounds a run."""
+    """(niter, duration_s, warnings) exactly as benchmark_app bounds a run (defaults.py's rules)."""
+    niter, duration_s = planned_limits(
+        spec.api, spec.niter, spec.duration_s, nireq, spec.device, spec.default_duration_s
+    )
     warns: list[str] = []
-    duration_s = spec.duration_s
-    niter = spec.niter
-    if duration_s is None and niter is None:
-        duration_s = default_duration_s(spec)
+    if spec.duration_s is None and spec.niter is None:
+        niter_option = option_name("niter", spec.option_names)
+        duration_option = option_name("duration_s", spec.option_names)
         warns.append(
-            f"Neither -niter nor -t given: running for the device default of {duration_s:g} s."
+            f"Neither {niter_option} nor {duration_option} given: running for the device "
+            f"default of {duration_s:g} s."
         )
-    if spec.api == "async" and niter and niter % nireq:
-        aligned = math.ceil(niter / nireq) * nireq
+    if niter != spec.niter:
         warns.append(
-            f"Number of iterations was aligned by request number from {niter} to {aligned} "
+            f"Number of iterations was aligned by request number from {spec.niter} to {niter} "
             f"using number of requests {nireq}."
         )
-        niter = aligned
     return niter, duration_s, warns
+
+
+def idle_streams_warning(nireq: int, nstreams: int, style: OptionNames) -> str:
+    return (
+        f"{nireq} infer requests for {nstreams} streams: some streams stay idle. "
+        f"Use {option_example('nireq', nstreams, style)} or more for full throughput."
+    )
 
 
 def _note(warns: list[str], new: list[str]) -> None:
@@ -207,12 +208,14 @@ def _core(spec: BenchmarkSpec) -> ov.Core:
         try:
             core.add_extension(library)
         except Exception as exc:
+            option = option_name("extension_paths", spec.option_names)
             raise ConfigError(
-                f"Cannot load extension library '{library}': {openvino_message(exc)}"
+                f"Cannot load extension library '{library}' ({option}): {openvino_message(exc)}"
             ) from exc
     if spec.gpu_config_path:
         if not Path(spec.gpu_config_path).is_file():
-            raise ConfigError(f"GPU config file '{spec.gpu_config_path}' not found.")
+            option = option_name("gpu_config_path", spec.option_names)
+            raise ConfigError(f"GPU config file '{spec.gpu_config_path}' ({option}) not found.")
         if "GPU" in spec.device:
             core.set_property("GPU", {"CONFIG_FILE": spec.gpu_config_path})
     if spec.cache_dir:
@@ -232,27 +235,29 @@ def run_benchmark(
     """
     started_at = dt.datetime.now(dt.UTC).isoformat()
     model_path = Path(spec.model_path)
-    model_mod.model_files(model_path)
+    model_mod.model_files(model_path, spec.shown_names)
     files = inputs.collect_input_files(spec.input_paths)
     core = _core(spec)
     devices.check_device(core, spec.device)
-    nireq = (spec.nireq or DEFAULT_NIREQ) if spec.api == "async" else 1
+    nireq = effective_nireq(spec.api, spec.nireq)
     niter, duration_s, limit_warns = plan_limits(spec, nireq)
     warns: list[str] = []
     _note(warns, limit_warns)
 
     t0 = time.perf_counter()
-    ov_model = model_mod.read_model(core, model_path)
+    ov_model = model_mod.read_model(
+        core, model_path, shown_names=spec.shown_names, option_names=spec.option_names
+    )
     read_model_ms = (time.perf_counter() - t0) * 1000
     logger.info("Read model took %.2f ms", read_model_ms)
     description = model_mod.describe(ov_model, model_path)
 
     resolved = model_mod.resolve_inputs(
-        ov_model, spec.shape, spec.data_shape, spec.layout, spec.batch
+        ov_model, spec.shape, spec.data_shape, spec.layout, spec.batch, spec.option_names
     )
     slots, dynamic = resolved.slots, resolved.dynamic
     _note(warns, resolved.warnings)
-    batch = model_mod.batch_size(slots)
+    batch = model_mod.batch_size(slots, spec.option_names)
     ov_model = model_mod.apply_preprocessing(ov_model, slots)
 
     config, config_warns = devices.compile_config(core, spec, nireq)
@@ -269,15 +274,11 @@ def run_benchmark(
     readback = _read_back(compiled)
     effective = _effective(readback, config, nireq, batch)
     if spec.api == "async" and effective.nstreams and effective.nstreams > nireq:
-        _note(
-            warns,
-            [
-                f"{nireq} infer requests for {effective.nstreams} streams: some streams stay idle. "
-                f"Use -nireq {effective.nstreams} or more for full throughput."
-            ],
-        )
+        _note(warns, [idle_streams_warning(nireq, effective.nstreams, spec.option_names)])
 
-    per_request, used, fill_warns = inputs.plan_and_fill(slots, files, nireq, spec.rgb)
+    per_request, used, fill_warns = inputs.plan_and_fill(
+        slots, files, nireq, spec.rgb, spec.option_names
+    )
     _note(warns, fill_warns)
     logger.info("%s", start_line(spec.api, niter, duration_s, nireq))
     try:

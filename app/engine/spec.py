@@ -6,6 +6,7 @@ serialize the very same object. Units are in the field names; numbers stay numbe
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,44 @@ Hint = Literal["throughput", "latency", "cumulative_throughput", "none"]
 # How messages name the run's options: benchmark_app's flags (`-shape`) for the CLI, the
 # JSON fields (`shape`) for the REST API.
 OptionNames = Literal["cli", "api"]
+
+# Each run option that messages name, by BenchmarkSpec field: (benchmark_app's flag, the REST
+# API's JobCreate field). The API takes its inputs as a dataset and its -l/-c files by name.
+OPTION_NAMES: dict[str, tuple[str, str]] = {
+    "input_paths": ("-i", "dataset_id"),
+    "device": ("-d", "device"),
+    "api": ("-api", "api"),
+    "niter": ("-niter", "niter"),
+    "duration_s": ("-t", "duration_s"),
+    "nireq": ("-nireq", "nireq"),
+    "nstreams": ("-nstreams", "nstreams"),
+    "nthreads": ("-nthreads", "nthreads"),
+    "batch": ("-b", "batch"),
+    "pin": ("-pin", "pin"),
+    "hint": ("-hint", "hint"),
+    "shape": ("-shape", "shape"),
+    "data_shape": ("-data_shape", "data_shape"),
+    "layout": ("-layout", "layout"),
+    "infer_precision": ("-infer_precision", "infer_precision"),
+    "gpu_config_path": ("-c", "gpu_config"),
+    "extension_paths": ("-l", "extensions"),
+    "latency_percentile": ("-latency_percentile", "latency_percentile"),
+    "perf_counters": ("-pc", "perf_counters"),
+}
+
+
+def option_name(option: str, style: OptionNames = "cli") -> str:
+    """How a message names a run option: `option_name("batch", "cli")` is `-b`, with "api" `batch`."""
+    flag, field = OPTION_NAMES[option]
+    return flag if style == "cli" else field
+
+
+def option_example(option: str, value: object, style: OptionNames = "cli") -> str:
+    """An option with a value, as the caller would write it: `-nireq 4` or `"nireq": 4`."""
+    if style == "cli":
+        return f"{option_name(option, style)} {value}"
+    return f'"{option_name(option, style)}": {json.dumps(value)}'
+
 
 # benchmark_app's DEVICE_DURATION_IN_SECS: the run length when neither niter nor duration is given.
 DEFAULT_DURATION_S: dict[str, float] = {"CPU": 60, "GPU": 60, "NPU": 60, "UNKNOWN": 120}
@@ -58,6 +97,11 @@ class BenchmarkSpec(BaseModel):
         default=False, description="Keep images in RGB order (default: BGR, as the seed)"
     )
     default_duration_s: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DURATION_S))
+    shown_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Names messages give the model's files (the service stores the client's "
+        "resnet.onnx as model.onnx)",
+    )
     option_names: OptionNames = Field(
         default="cli",
         description="How error messages and warnings name options: 'cli' flags (-shape) "
@@ -154,16 +198,32 @@ class CpuUsage(BaseModel):
 
     Work by other processes competes with the benchmark for the cores (and for memory
     bandwidth), so a high `other_fraction` or `steal_fraction` means the figures may be
-    lower than the device can do.
+    lower than the device can do. A loop too short for the 10 ms counters is not measured:
+    `measured` is false, `reason` says why, and the CPU-s and fractions are null.
     """
 
     logical_cpus: int
     wall_s: float = Field(description="The measured loop, wall clock")
-    benchmark_cpu_s: float = Field(description="This process: inference threads and the rest")
-    other_cpu_s: float = Field(description="Every other process on the host (or container)")
-    steal_s: float = Field(description="Taken from this virtual machine by its hypervisor")
-    other_fraction: float = Field(description="other_cpu_s / (logical_cpus * wall_s)")
-    steal_fraction: float = Field(description="steal_s / (logical_cpus * wall_s)")
+    benchmark_cpu_s: float | None = Field(
+        description="This process: inference threads and the rest (null: not measured)"
+    )
+    other_cpu_s: float | None = Field(
+        description="Every other process on the host (or container) (null: not measured)"
+    )
+    steal_s: float | None = Field(
+        description="Taken from this virtual machine by its hypervisor (null: not measured)"
+    )
+    other_fraction: float | None = Field(
+        description="other_cpu_s / (logical_cpus * wall_s) (null: not measured)"
+    )
+    steal_fraction: float | None = Field(
+        description="steal_s / (logical_cpus * wall_s) (null: not measured)"
+    )
+    measured: bool = Field(
+        default=True,
+        description="False when the loop was too short for the figures to mean anything",
+    )
+    reason: str | None = Field(default=None, description="Why the figures were not measured")
 
 
 class BenchmarkResult(BaseModel):

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.store import Store
 from tests.api.conftest import MAX_UPLOAD_BYTES, assert_error, model_files
+from tests.engine.model_builders import write_onnx_unknown_rank_conv, write_tflite_model
 from tests.factories import write_onnx_model
 
 
@@ -118,3 +119,39 @@ def test_not_multipart_is_415(client: TestClient) -> None:
 def test_unknown_form_field_is_422(client: TestClient, tiny_model: Path) -> None:
     response = client.post("/models", files=model_files(tiny_model), data={"colour": "blue"})
     assert_error(response, 422, "unknown_fields")
+
+
+def test_onnx_that_openvino_cannot_convert_is_422_naming_the_upload_and_the_cause(
+    client: TestClient, store: Store, tmp_path: Path
+) -> None:
+    path = write_onnx_unknown_rank_conv(tmp_path, "my_net.onnx")
+    response = client.post("/models", files={"file": ("my_net.onnx", path.read_bytes())})
+    message = assert_error(response, 422, "model_unreadable")["message"]
+    assert message.startswith("OpenVINO cannot read model 'my_net.onnx'")
+    assert "The input data tensor's rank has to be known (static)" in message
+    assert "model.onnx" not in message and str(store.data_dir) not in message
+    assert ".bin" not in message
+    assert "(extensions)" in message and "(-l)" not in message
+    assert list(store.blobs.models_dir.iterdir()) == []
+
+
+def test_tflite_with_a_custom_operator_is_422_naming_the_upload_and_the_cause(
+    client: TestClient, tmp_path: Path
+) -> None:
+    path = write_tflite_model(tmp_path, "MyCustomOp", "edge.tflite")
+    response = client.post("/models", files={"file": ("edge.tflite", path.read_bytes())})
+    message = assert_error(response, 422, "model_unreadable")["message"]
+    assert message.startswith("OpenVINO cannot read model 'edge.tflite'")
+    assert "No translator found for MyCustomOp node" in message
+    assert "model.tflite" not in message and ".bin" not in message
+
+
+def test_ir_errors_name_the_uploaded_files(client: TestClient, tiny_model: Path) -> None:
+    weights = tiny_model.with_suffix(".bin").read_bytes()
+    files = [
+        ("file", ("resnet.xml", tiny_model.read_bytes())),
+        ("file", ("resnet.bin", weights[: len(weights) // 2])),
+    ]
+    message = assert_error(client.post("/models", files=files), 422, "model_unreadable")["message"]
+    assert "'resnet.bin'" in message and "'resnet.xml'" in message
+    assert "model.bin" not in message and "model.xml" not in message

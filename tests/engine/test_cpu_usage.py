@@ -63,3 +63,68 @@ def test_a_busy_host_is_measured_and_warned_about(tiny_model: Path) -> None:
     assert usage.other_cpu_s > 0.5 * usage.wall_s
     assert usage.other_fraction > 0.25
     assert any(w.startswith("Other processes used") for w in result.warnings)
+
+
+def test_measured_usage_keeps_its_fields_and_says_it_was_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cpu_usage.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_usage, "_TICKS_PER_S", 100)
+    start = CpuSample(wall_s=0.0, host_busy_ticks=0, host_steal_ticks=0, process_ticks=0)
+    end = CpuSample(
+        wall_s=cpu_usage.MIN_MEASURED_WALL_S,
+        host_busy_ticks=50,
+        host_steal_ticks=1,
+        process_ticks=40,
+    )
+    usage = cpu_usage.usage(start, end)
+    assert usage is not None and usage.measured and usage.reason is None
+    assert usage.model_dump(mode="json") == {
+        "logical_cpus": 2,
+        "wall_s": cpu_usage.MIN_MEASURED_WALL_S,
+        "benchmark_cpu_s": 0.4,
+        "other_cpu_s": 0.1,
+        "steal_s": 0.01,
+        "other_fraction": pytest.approx(0.1 / 2),
+        "steal_fraction": pytest.approx(0.01 / 2),
+        "measured": True,
+        "reason": None,
+    }
+
+
+def test_a_run_shorter_than_the_tick_can_resolve_is_not_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The issue's case: 4.5 ms of wall time, a few 10 ms ticks on the host: 284% "other"."""
+    monkeypatch.setattr(cpu_usage.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_usage, "_TICKS_PER_S", 100)
+    start = CpuSample(wall_s=50.0, host_busy_ticks=1000, host_steal_ticks=7, process_ticks=300)
+    end = CpuSample(wall_s=50.0045, host_busy_ticks=1003, host_steal_ticks=8, process_ticks=300)
+    usage = cpu_usage.usage(start, end)
+    assert usage is not None
+    assert not usage.measured
+    assert usage.logical_cpus == 2 and usage.wall_s == pytest.approx(0.0045)
+    assert usage.reason is not None and "0.0045 s" in usage.reason and "10 ms" in usage.reason
+    dumped = usage.model_dump(mode="json")
+    for name in ("benchmark_cpu_s", "other_cpu_s", "steal_s", "other_fraction", "steal_fraction"):
+        assert dumped[name] is None, name
+    assert cpu_usage.busy_host_warnings(usage) == []
+
+    just_short = CpuSample(
+        wall_s=50.0 + cpu_usage.MIN_MEASURED_WALL_S * 0.99,
+        host_busy_ticks=1100,
+        host_steal_ticks=8,
+        process_ticks=330,
+    )
+    short_usage = cpu_usage.usage(start, just_short)
+    assert short_usage is not None and not short_usage.measured
+
+
+def test_a_real_very_short_run_reports_cpu_as_not_measured(tiny_model: Path) -> None:
+    result = run_benchmark(BenchmarkSpec(model_path=str(tiny_model), api="sync", niter=2))
+    usage = result.cpu_usage
+    assert usage is not None
+    assert usage.wall_s < cpu_usage.MIN_MEASURED_WALL_S
+    assert not usage.measured and usage.other_fraction is None and usage.reason
+    assert result.model_dump(mode="json")["cpu_usage"]["other_fraction"] is None
+    assert not any("Other processes used" in w or "hypervisor" in w for w in result.warnings)

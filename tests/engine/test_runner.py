@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from app.engine.errors import (
+    ConfigError,
     DeviceNotFoundError,
     DynamicShapeError,
     InputError,
@@ -189,6 +190,25 @@ def test_nstreams_without_hint_applies_streams_and_says_so(tiny_model: Path) -> 
     assert result.config.nthreads == 1
     assert "PERFORMANCE_HINT" not in result.config.requested
     assert any("-hint none" in w for w in result.warnings)
+
+
+def test_per_device_values_apply_this_devices_entry(tiny_model: Path) -> None:
+    # The CPU's entry of the per-device form, not the last entry's.
+    spec = _spec(
+        tiny_model,
+        api="async",
+        niter=4,
+        nstreams="CPU:1,GPU:3",
+        infer_precision="CPU:f32,GPU:f16",
+    )
+    result = run_benchmark(spec)
+    assert result.config.nstreams == 1
+    assert result.config.inference_precision == "f32"
+
+
+def test_per_device_values_without_this_device_say_what_to_add(tiny_model: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no value for CPU.*-nstreams CPU:4"):
+        run_benchmark(_spec(tiny_model, api="async", niter=4, nstreams="GPU:4"))
 
 
 def test_perf_counters_are_reported_when_asked(tiny_model: Path) -> None:
