@@ -4,14 +4,19 @@ A job that reached `succeeded`, `failed` or `cancelled` never changes again (the
 updates running or queued jobs), so its JSON can be reused as long as the job exists. Every
 read still asks the store which jobs exist and their status, so a deleted job is never
 served, and queued or running jobs are always read fresh.
+
+`resolved_params` is computed on every build from the stored params and the settings'
+`default_duration_s` (fixed for the life of the app), so a cached body stays right.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from app.api.schemas import JobErrorRead, JobRead, ProgressRead
+from app.api.schemas import JobErrorRead, JobRead, ProgressRead, ResolvedParams
+from app.engine.defaults import resolve_options
 from app.store import Store
 from app.store.tables import JobRow
 
@@ -49,8 +54,25 @@ class FinishedJobJson:
             self._bytes -= len(body)
 
 
-def job_read(row: JobRow, queue_position: int | None = None) -> JobRead:
-    """The one place a job row becomes its wire view."""
+def resolved_params(row: JobRow, default_duration_s: Mapping[str, float]) -> ResolvedParams:
+    """The job's params with every default filled in as the engine will apply it."""
+    params: Mapping[str, Any] = row.params
+    options = resolve_options(params, default_duration_s)
+    return ResolvedParams(
+        **options.model_dump(),
+        model_id=row.model_id,
+        dataset_id=row.dataset_id,
+        extensions=list(params.get("extensions") or []),
+        gpu_config=params.get("gpu_config"),
+    )
+
+
+def job_read(
+    row: JobRow,
+    queue_position: int | None,
+    default_duration_s: Mapping[str, float],
+) -> JobRead:
+    """The one place a job row becomes its wire view (`default_duration_s`: the settings')."""
     error = None
     if row.error_code is not None and row.status in ("failed", "cancelled"):
         error = JobErrorRead(code=row.error_code, message=row.error_message or "")
@@ -63,6 +85,7 @@ def job_read(row: JobRow, queue_position: int | None = None) -> JobRead:
         started_at=row.started_at,
         finished_at=row.finished_at,
         params=row.params,
+        resolved_params=resolved_params(row, default_duration_s),
         queue_position=queue_position,
         progress=ProgressRead(
             fraction=row.progress_fraction,
@@ -75,7 +98,10 @@ def job_read(row: JobRow, queue_position: int | None = None) -> JobRead:
 
 
 def jobs_json(
-    store: Store, cache: FinishedJobJson, heads: Sequence[tuple[str, str]]
+    store: Store,
+    cache: FinishedJobJson,
+    heads: Sequence[tuple[str, str]],
+    default_duration_s: Mapping[str, float],
 ) -> list[bytes]:
     """The JSON of each (id, status) in order: finished ones from the cache when there."""
     bodies: dict[str, bytes] = {}
@@ -85,7 +111,7 @@ def jobs_json(
     rows = store.get_jobs([job_id for job_id, _ in heads if job_id not in bodies])
     positions = store.queue_positions(rows)
     for row in rows:
-        body = job_read(row, positions.get(row.id)).model_dump_json().encode()
+        body = job_read(row, positions.get(row.id), default_duration_s).model_dump_json().encode()
         if row.status in FINAL_STATUSES:
             cache.put(row.id, body)
         bodies[row.id] = body

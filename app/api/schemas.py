@@ -8,7 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from app.engine.spec import Api, Hint, Pin, PortInfo
+from app.engine.defaults import (
+    DEFAULT_API,
+    DEFAULT_DEVICE,
+    DEFAULT_LATENCY_PERCENTILE,
+    ResolvedOptions,
+)
+from app.engine.spec import DEFAULT_NIREQ, Api, Hint, Pin, PortInfo
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -16,34 +22,53 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 # or allocates absurdly before the engine starts (README: Reliability and security).
 MAX_NITER = 100_000_000
 MAX_NTHREADS = 1024
+MAX_NSTREAMS = 1024
 MAX_BATCH = 1024
 MAX_EXTENSIONS = 16
 # A device: CPU, GPU.1, NPU, AUTO:GPU,-CPU, HETERO:GPU,CPU, MULTI:GPU.0,CPU ...
 DEVICE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]*(:[A-Za-z0-9_.,-]+)?$"
-# -nstreams / -infer_precision: a value, or per device `CPU:4,GPU:2`.
+# nstreams / infer_precision as text: a value, or per device `CPU:4,GPU:2`.
 PER_DEVICE_PATTERN = r"^[A-Za-z0-9_.]+(:[A-Za-z0-9_.]+)?(,[A-Za-z0-9_.]+:[A-Za-z0-9_.]+)*$"
 # One dimension: 3, -1, ?, or a range 1..10 / ..10 / 1..
 _DIMENSION = re.compile(r"\s*(\?|-1|\d{1,10}|\d{0,10}\.\.\d{0,10})\s*")
 MAX_RANK = 16
 
 ExtensionName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+StreamCount = Annotated[int, Field(strict=True, ge=1, le=MAX_NSTREAMS)]
+StreamText = Annotated[str, Field(max_length=255, pattern=PER_DEVICE_PATTERN)]
+
+
+def split_per_input(text: str) -> list[tuple[str, str]]:
+    """`[v]` or `name[v],other[w]` -> [(name, v), ...] (name "" for all inputs), else ValueError.
+
+    The syntax of `shape`, `data_shape` and a bracketed `layout`, as the engine parses it.
+    """
+    rest = text.strip()
+    pairs: list[tuple[str, str]] = []
+    while rest:
+        open_, close = rest.find("["), rest.find("]")
+        if open_ < 0 or close < open_:
+            raise ValueError(f"cannot parse {text!r}: expected name[d1,d2,...] or [d1,d2,...]")
+        name, value = rest[:open_].strip(), rest[open_ + 1 : close]
+        if any(c in name for c in ",[]"):
+            raise ValueError(f"cannot parse {text!r}: bad input name {name!r}")
+        pairs.append((name, value))
+        rest = rest[close + 1 :].strip()
+        if rest.startswith(","):
+            rest = rest[1:].strip()
+        elif rest:
+            raise ValueError(f"cannot parse {text!r}: separate inputs with ','")
+    return pairs
 
 
 def check_shape_syntax(text: str) -> str:
     """`[1,3,224,224]` or `name[1,3,224,224],other[1,4]` (benchmark_app's -shape), else ValueError.
 
-    Only the syntax: whether the names are the model's inputs is checked when the job runs.
+    Only the syntax; the routes check the names against the model's inputs.
     """
-    rest = text.strip()
-    if not rest:
+    if not text.strip():
         raise ValueError("empty shape; use [1,3,224,224] or name[1,3,224,224]")
-    while rest:
-        open_, close = rest.find("["), rest.find("]")
-        if open_ < 0 or close < open_:
-            raise ValueError(f"cannot parse {text!r}: expected name[d1,d2,...] or [d1,d2,...]")
-        name, dims = rest[:open_].strip(), rest[open_ + 1 : close]
-        if any(c in name for c in ",[]"):
-            raise ValueError(f"cannot parse {text!r}: bad input name {name!r}")
+    for _name, dims in split_per_input(text):
         parts = dims.split(",") if dims.strip() else []
         if len(parts) > MAX_RANK:
             raise ValueError(f"shape {dims!r} has more than {MAX_RANK} dimensions")
@@ -52,12 +77,18 @@ def check_shape_syntax(text: str) -> str:
                 raise ValueError(
                     f"{part.strip()!r} in {text!r} is not a dimension (use 3, ?, -1 or 1..10)"
                 )
-        rest = rest[close + 1 :].strip()
-        if rest.startswith(","):
-            rest = rest[1:].strip()
-        elif rest:
-            raise ValueError(f"cannot parse {text!r}: separate inputs with ','")
     return text
+
+
+def per_input_layouts(text: str) -> list[tuple[str, str]] | None:
+    """`NCHW` (every input) or `name[NCHW],other[NC]` -> [(name, layout), ...]; None when it
+    does not parse (the engine then reports it)."""
+    if "[" not in text:
+        return [("", text.strip())]
+    try:
+        return split_per_input(text)
+    except ValueError:
+        return None
 
 
 class JobCreate(BaseModel):
@@ -70,20 +101,32 @@ class JobCreate(BaseModel):
         default=None, max_length=64, description="Inputs; random data when omitted"
     )
     device: str = Field(
+        default=DEFAULT_DEVICE,
         min_length=1,
         max_length=255,
         pattern=DEVICE_PATTERN,
-        description="CPU, GPU, NPU, AUTO, HETERO:GPU,CPU ...",
+        description=f"CPU, GPU, NPU, AUTO, HETERO:GPU,CPU ... (default {DEFAULT_DEVICE})",
     )
-    api: Api
+    api: Api = Field(default=DEFAULT_API, description=f"sync or async (default {DEFAULT_API})")
     niter: int | None = Field(default=None, ge=1, le=MAX_NITER, description="Iterations to run")
     duration_s: float | None = Field(
-        default=None, ge=1, le=86400, description="Run length; default per device type"
+        default=None,
+        ge=1,
+        le=86400,
+        description="Run length; when neither niter nor duration_s is given, the server's "
+        "default for the device type (OVBENCH_DEFAULT_DURATION_S)",
     )
     nireq: int | None = Field(
-        default=None, ge=1, le=1024, description="Async infer requests (default 2)"
+        default=None,
+        ge=1,
+        le=1024,
+        description=f"Async infer requests (default {DEFAULT_NIREQ}); sync uses 1",
     )
-    nstreams: str | None = Field(default=None, max_length=255, pattern=PER_DEVICE_PATTERN)
+    nstreams: StreamCount | StreamText | None = Field(
+        default=None,
+        description="Streams: a number >= 1, AUTO, or per device as text (CPU:4,GPU:2). "
+        'Stored as text: 2 becomes "2"',
+    )
     nthreads: int | None = Field(default=None, ge=1, le=MAX_NTHREADS)
     batch: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     pin: Pin | None = None
@@ -92,7 +135,7 @@ class JobCreate(BaseModel):
     data_shape: str | None = Field(default=None, max_length=4096)
     layout: str | None = Field(default=None, max_length=4096)
     infer_precision: str | None = Field(default=None, max_length=255, pattern=PER_DEVICE_PATTERN)
-    latency_percentile: int = Field(default=50, ge=1, le=100)
+    latency_percentile: int = Field(default=DEFAULT_LATENCY_PERCENTILE, ge=1, le=100)
     perf_counters: bool = False
     rgb: bool = Field(default=False, description="Feed images in RGB order (default BGR)")
     extensions: list[ExtensionName] | None = Field(
@@ -113,6 +156,12 @@ class JobCreate(BaseModel):
     def _shape_parses(cls, value: str | None) -> str | None:
         return None if value is None else check_shape_syntax(value)
 
+    @field_validator("nstreams")
+    @classmethod
+    def _nstreams_as_text(cls, value: int | str | None) -> str | None:
+        """The engine takes nstreams as text (benchmark_app's -nstreams)."""
+        return None if value is None else str(value)
+
 
 class ProgressRead(BaseModel):
     fraction: float
@@ -125,6 +174,22 @@ class JobErrorRead(BaseModel):
     message: str
 
 
+class ResolvedParams(ResolvedOptions):
+    """A job's parameters with every default filled in as the engine applies it.
+
+    The same defaults as `ovbench run -m model.xml`; duration_s from the server's
+    OVBENCH_DEFAULT_DURATION_S as it is set now. null means the engine sets nothing and the
+    model or the device decides (batch: the model's; nstreams, nthreads, pin,
+    infer_precision: the device's under the hint). The result's `limits` and `config` say
+    what the run really used.
+    """
+
+    model_id: str
+    dataset_id: str | None = Field(description="null: random data")
+    extensions: list[str]
+    gpu_config: str | None
+
+
 class JobRead(BaseModel):
     id: str
     status: JobStatus
@@ -133,7 +198,11 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    params: dict[str, Any]
+    params: dict[str, Any] = Field(
+        description="What was submitted, normalised: JobCreate's fields that are set, with "
+        "its defaults (nstreams as text)"
+    )
+    resolved_params: ResolvedParams
     queue_position: int | None = Field(description="1 = next to run; null unless queued")
     progress: ProgressRead
     result: dict[str, Any] | None = Field(

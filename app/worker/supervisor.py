@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from app.engine.defaults import DEFAULT_DEVICE, device_default_duration_s
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import utcnow
@@ -60,10 +61,8 @@ def wall_time_budget_s(params: dict[str, Any], settings: Settings) -> float:
     if niter:
         measuring = max(measuring, float(niter) * settings.niter_budget_s)
     if not duration and not niter:
-        device = str(params.get("device", ""))
-        table = settings.default_duration_s
-        matches = [s for name, s in table.items() if name != "UNKNOWN" and name in device]
-        measuring = max(matches) if matches else float(table.get("UNKNOWN", 120))
+        device = str(params.get("device") or DEFAULT_DEVICE)
+        measuring = float(device_default_duration_s(device, settings.default_duration_s))
     return measuring + settings.job_allowance_s
 
 

@@ -43,7 +43,10 @@ CANCEL_MESSAGE = "Cancelled on request"
 
 
 def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
-    """The engine's run parameters for a job: its params plus the model and dataset dirs."""
+    """The engine's run parameters for a job: its params plus the model and dataset dirs.
+
+    Messages name the options as the job's JSON fields (`shape`, not `-shape`).
+    """
     model = store.get_model(job.model_id)
     model_dir = store.model_dir(model)
     input_paths: list[str] = []
@@ -59,6 +62,8 @@ def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
         default_duration_s=dict(settings.default_duration_s),
         extension_paths=[str(settings.extension_file(name)) for name in extensions],
         gpu_config_path=str(settings.extension_file(gpu_config)) if gpu_config else None,
+        shown_names={f["name"]: f.get("original_name", f["name"]) for f in model.files},
+        option_names="api",
         **params,
     )
 

@@ -57,9 +57,9 @@ def test_invalid_parameters_are_422_naming_the_field(
     assert field in error["message"]
 
 
-def test_missing_required_fields_are_422(client: TestClient) -> None:
+def test_missing_model_id_is_422_and_the_only_required_field(client: TestClient) -> None:
     error = assert_error(client.post("/jobs", json={}), 422, "validation_error")
-    assert {d["loc"][-1] for d in error["details"]} == {"model_id", "device", "api"}
+    assert {d["loc"][-1] for d in error["details"]} == {"model_id"}
 
 
 def test_unknown_device_is_422_listing_the_available_ones(

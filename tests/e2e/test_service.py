@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -14,15 +16,24 @@ import pytest
 from app.engine.spec import BenchmarkResult
 from app.settings import Settings
 from tests.e2e.conftest import Server, pid_alive, wait_for
+from tests.factories import write_dynamic_model
 
 MAX_UPLOAD_BYTES = 256 * 1024
 MAX_QUEUE = 4
+# Jobs that give neither niter nor duration_s run this long (the server's default table).
+DEFAULT_DURATION_S = {"CPU": 1.0, "UNKNOWN": 1.0}
+# A benchmark_app flag as the CLI writes it: -shape, -data_shape, -b ...
+CLI_FLAG = re.compile(r"(?<![\w-])-(shape|data_shape|layout|b|nireq|nstreams|niter|t)\b")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("e2e_service")
-    env = {"OVBENCH_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "OVBENCH_MAX_QUEUE": str(MAX_QUEUE)}
+    env = {
+        "OVBENCH_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        "OVBENCH_MAX_QUEUE": str(MAX_QUEUE),
+        "OVBENCH_DEFAULT_DURATION_S": json.dumps(DEFAULT_DURATION_S),
+    }
     srv = Server(base / "data", base / "serve.log", env).start()
     yield srv
     srv.close()
@@ -93,6 +104,32 @@ def test_sync_and_async_jobs_succeed_with_sane_metrics(
         f'ovbench_last_throughput_fps{{api="async",device="CPU",model="tiny_cnn",model_id="{model_id}"}}'
         in metrics
     )
+
+
+def test_model_id_alone_runs_as_cpu_sync_with_the_defaults_it_shows(
+    server: Server, model_id: str
+) -> None:
+    response = server.client.post("/jobs", json={"model_id": model_id})
+    assert response.status_code == 202, response.text
+    resolved = response.json()["resolved_params"]
+    assert (resolved["device"], resolved["api"], resolved["hint"]) == ("CPU", "sync", "latency")
+    assert (resolved["niter"], resolved["duration_s"], resolved["nireq"]) == (None, 1.0, 1)
+    job = server.wait_job(response.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    result = assert_sane(job["result"], "sync")
+    assert result.limits == {"niter": None, "duration_s": 1.0, "nireq": 1}
+    assert result.config.hint == "latency"
+
+
+def test_engine_errors_name_the_json_fields_not_cli_flags(server: Server, tmp_path: Path) -> None:
+    """A dynamic model without data_shape fails; the message says `data_shape`, not `-data_shape`."""
+    response = server.upload_model(write_dynamic_model(tmp_path))
+    assert response.status_code == 201, response.text
+    job = server.wait_job(server.submit(model_id=response.json()["id"], niter=5)["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "dynamic_shape_unresolved"
+    message = job["error"]["message"]
+    assert re.search(r"(?<![\w-])data_shape\b", message), message
+    assert not CLI_FLAG.search(message), message
 
 
 def test_one_shot_multipart_job(

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import pytest
+
+from app.engine.errors import ModelReadError
+from app.engine.runner import run_benchmark
 from app.engine.spec import BenchmarkResult
+from app.settings import Settings
 from app.store import Store
 from app.store.tables import DatasetRow, ModelRow
-from app.worker.worker import Worker
+from app.worker.supervisor import wall_time_budget_s
+from app.worker.worker import Worker, build_spec
 
 
 def params(model: ModelRow, **extra: object) -> dict[str, object]:
@@ -116,3 +123,45 @@ def test_stopping_the_worker_records_the_running_job_as_cancelled(
     stopped = store.get_job(job.id)
     assert stopped.status == "cancelled" and "shut down" in (stopped.error_message or "")
     assert store.get_job(queued.id).status == "queued"  # left for the next start
+
+
+def test_the_spec_names_options_as_json_fields_and_keeps_the_params(
+    store: Store, model: ModelRow, settings: Settings
+) -> None:
+    job = store.create_job(params(model, nstreams="2", shape="[1,3,32,32]"), max_queue=10)
+    spec = build_spec(store, job, settings)
+    assert spec.option_names == "api"  # engine messages say `shape`, not `-shape`
+    assert (spec.device, spec.api, spec.niter, spec.nstreams, spec.shape) == (
+        "CPU",
+        "sync",
+        20,
+        "2",
+        "[1,3,32,32]",
+    )
+    assert spec.default_duration_s == settings.default_duration_s
+
+
+def test_wall_time_budget_defaults_to_the_cpu_duration_like_the_engine(
+    settings: Settings,
+) -> None:
+    """A job without device runs on CPU (BenchmarkSpec's default), so it gets CPU's time."""
+    table = {"CPU": 7.0, "GPU": 9.0, "UNKNOWN": 100.0}
+    timed = settings.model_copy(update={"default_duration_s": table})
+    assert wall_time_budget_s({}, timed) == 7.0 + timed.job_allowance_s
+    assert wall_time_budget_s({"device": "HETERO:GPU,CPU"}, timed) == 9.0 + timed.job_allowance_s
+    assert wall_time_budget_s({"device": "FPGA"}, timed) == 100.0 + timed.job_allowance_s
+
+
+def test_engine_messages_name_the_uploaded_files_not_the_stored_ones(
+    store: Store, model: ModelRow, settings: Settings, tiny_model: Path
+) -> None:
+    job = store.create_job(params(model), max_queue=10)
+    spec = build_spec(store, job, settings)
+    stored = Path(spec.model_path)
+    assert stored.name == "model.xml"
+    assert spec.shown_names == {"model.xml": tiny_model.name, "model.bin": f"{tiny_model.stem}.bin"}
+    stored.with_suffix(".bin").unlink()  # the weights vanish from under a queued job
+    with pytest.raises(ModelReadError) as caught:
+        run_benchmark(spec)
+    assert f"'{tiny_model.stem}.bin'" in caught.value.message
+    assert "model.bin" not in caught.value.message

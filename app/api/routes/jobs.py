@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -22,9 +23,16 @@ from app.api.auth import check_job_files
 from app.api.deps import JobJsonDep, SettingsDep, StoreDep, error_responses
 from app.api.ingest import ingest_dataset, ingest_model
 from app.api.job_views import job_read, jobs_json
-from app.api.schemas import JobCreate, JobRead, JobStatus
+from app.api.schemas import (
+    JobCreate,
+    JobRead,
+    JobStatus,
+    per_input_layouts,
+    split_per_input,
+)
 from app.api.uploads import UploadedForm, is_multipart, read_multipart
 from app.engine.devices import VIRTUAL_DEVICES, hardware_devices
+from app.engine.spec import PortInfo
 from app.errors import (
     BadRequestError,
     NotFoundError,
@@ -36,7 +44,7 @@ from app.errors import (
 )
 from app.settings import Settings
 from app.store import Store
-from app.store.tables import JobRow
+from app.store.tables import JobRow, ModelRow
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,10 @@ MAX_JSON_BYTES = 1 << 20
 MODEL_FILE_FIELDS = frozenset({"model", "model_file", "model_files"})
 INPUT_FILE_FIELDS = frozenset({"input", "inputs", "image", "images", "dataset", "file", "files"})
 _PLACEHOLDER_ID = "uploaded-with-this-request"
+# Per-input fields whose names must be the model's inputs.
+PER_INPUT_FIELDS = ("shape", "data_shape", "layout")
+# A layout of one letter (or ?) per dimension, each named once: its rank is its length.
+_LETTER_LAYOUT = re.compile(r"[A-Za-z?]+")
 
 JOB_CREATE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -85,9 +97,9 @@ JOB_CREATE_BODY: dict[str, Any] = {
 }
 
 
-def _job_reads(store: Store, rows: Sequence[JobRow]) -> list[JobRead]:
+def _job_reads(store: Store, rows: Sequence[JobRow], settings: Settings) -> list[JobRead]:
     positions = store.queue_positions(rows)
-    return [job_read(row, positions.get(row.id)) for row in rows]
+    return [job_read(row, positions.get(row.id), settings.default_duration_s) for row in rows]
 
 
 def check_device(device: str, available: list[str]) -> None:
@@ -112,7 +124,111 @@ def check_device(device: str, available: list[str]) -> None:
         )
 
 
-def _validate_job(data: Any, store: Store, source: str, settings: Settings) -> JobCreate:
+def model_inputs(model: ModelRow) -> list[PortInfo]:
+    """The model's inputs as read at upload (empty when unknown)."""
+    return [PortInfo.model_validate(p) for p in model.description.get("inputs", [])]
+
+
+def _by_input(pairs: Sequence[tuple[str, str]], names: Sequence[str]) -> dict[str, str]:
+    """{input: value} as the engine applies them: a name-less value to every input, in order."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name:
+            values[name] = value
+        else:
+            values.update(dict.fromkeys(names, value))
+    return values
+
+
+def _rank(shape: str) -> int | None:
+    """The rank of a partial shape as stored (`[1,3,?,?]` -> 4), None when dynamic or unknown."""
+    text = shape.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    inner = text[1:-1].strip()
+    if inner == "...":
+        return None
+    return len(inner.split(",")) if inner else 0
+
+
+def _layout_rank(layout: str) -> int | None:
+    """`NCHW` -> 4 (letters or ?, each letter once); None when it is any other form."""
+    text = layout.strip()
+    if not _LETTER_LAYOUT.fullmatch(text):
+        return None
+    letters = [c.upper() for c in text if c != "?"]
+    return len(text) if len(set(letters)) == len(letters) else None
+
+
+def _rank_mismatch(
+    field: str, port: PortInfo, value: str, given: int, rank: int
+) -> ValidationError:
+    return ValidationError(
+        f"{field} {value!r} for input {port.name!r} has {given} dimensions, but the model's "
+        f"input {port.name!r} {port.shape} has {rank}",
+        code="input_rank_mismatch",
+        details={
+            "field": field,
+            "input": port.name,
+            "value": value,
+            "rank": given,
+            "input_shape": port.shape,
+        },
+    )
+
+
+def check_model_inputs(job: JobCreate, inputs: Sequence[PortInfo]) -> None:
+    """422 when `shape`, `data_shape` or `layout` names an input the model lacks, or gives an
+    input a layout or data_shape of a rank the engine is certain to refuse.
+
+    Ranks are checked only where the model's rank stands: the input has no `shape` (a reshape
+    may change it; the engine judges), and for `data_shape` the input is dynamic (a static
+    input ignores it) and no `batch` is set (it may make the input static).
+    """
+    if not inputs:  # not known: the engine checks
+        return
+    names = [port.name for port in inputs]
+    given: dict[str, dict[str, str]] = {}
+    for field in PER_INPUT_FIELDS:
+        text: str | None = getattr(job, field)
+        if text is None:
+            continue
+        pairs = per_input_layouts(text) if field == "layout" else split_per_input(text)
+        if pairs is None:  # a layout that does not parse: the engine says how
+            continue
+        unknown = list(dict.fromkeys(n for n, _ in pairs if n and n not in names))
+        if unknown:
+            which = ", ".join(repr(n) for n in unknown)
+            raise ValidationError(
+                f"{field} names input{'s' if len(unknown) > 1 else ''} {which}, which the "
+                f"model does not have; its inputs are: {', '.join(repr(n) for n in names)}",
+                code="unknown_input",
+                details={"field": field, "unknown": unknown, "inputs": names},
+            )
+        given[field] = _by_input(pairs, names)
+    shapes, data_shapes = given.get("shape", {}), given.get("data_shape", {})
+    layouts = given.get("layout", {})
+    for port in inputs:
+        rank = _rank(port.shape)
+        if rank is None or port.name in shapes:
+            continue
+        layout = layouts.get(port.name)
+        layout_rank = None if layout is None else _layout_rank(layout)
+        if layout is not None and layout_rank is not None and layout_rank != rank:
+            raise _rank_mismatch("layout", port, layout, layout_rank, rank)
+        data_shape = data_shapes.get(port.name)
+        dynamic = "?" in port.shape or ".." in port.shape
+        if data_shape is not None and dynamic and job.batch is None:
+            dims = len(data_shape.split(",")) if data_shape.strip() else 0
+            if dims != rank:
+                raise _rank_mismatch("data_shape", port, f"[{data_shape}]", dims, rank)
+
+
+def _validate_job(
+    data: Any, store: Store, source: str, settings: Settings, model_known: bool = True
+) -> JobCreate:
+    """JobCreate from a request, checked against the devices, the extensions dir and (when
+    `model_known`; else after the one-shot ingest) the model's inputs."""
     try:
         job = JobCreate.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -122,6 +238,8 @@ def _validate_job(data: Any, store: Store, source: str, settings: Settings) -> J
         raise ValidationError(describe_validation(details), details=details) from exc
     check_device(job.device, [d.name for d in store.list_devices()])
     check_job_files(job, settings)  # extension libraries / GPU configs: admin's dir only
+    if model_known and any(getattr(job, field) is not None for field in PER_INPUT_FIELDS):
+        check_model_inputs(job, model_inputs(store.get_model(job.model_id)))
     return job
 
 
@@ -144,16 +262,18 @@ def _request_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _answer(store: Store, row: JobRow, created: bool, response: Response) -> JobRead:
+def _answer(
+    store: Store, row: JobRow, created: bool, response: Response, settings: Settings
+) -> JobRead:
     response.headers["Location"] = f"/jobs/{row.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return _job_reads(store, [row])[0]
+    return _job_reads(store, [row], settings)[0]
 
 
 def _submit(
     store: Store,
-    settings_max_queue: int,
+    settings: Settings,
     job: JobCreate,
     response: Response,
     idempotency_key: str | None = None,
@@ -162,8 +282,8 @@ def _submit(
     params = job.model_dump(mode="json", exclude_none=True)
     if idempotency_key is not None and request_hash is None:
         request_hash = _request_hash(params)
-    row, created = store.submit_job(params, settings_max_queue, idempotency_key, request_hash)
-    return _answer(store, row, created, response)
+    row, created = store.submit_job(params, settings.max_queue, idempotency_key, request_hash)
+    return _answer(store, row, created, response, settings)
 
 
 async def _read_json(request: Request) -> Any:
@@ -198,7 +318,6 @@ def _form_params(form: UploadedForm) -> dict[str, Any]:
 
 def _submit_multipart(
     store: Store,
-    max_queue: int,
     form: UploadedForm,
     response: Response,
     settings: Settings,
@@ -212,7 +331,7 @@ def _submit_multipart(
         )
         existing = store.find_idempotent_job(idempotency_key, request_hash)
         if existing is not None:  # a retry: store nothing again
-            return _answer(store, existing, False, response)
+            return _answer(store, existing, False, response, settings)
     model_files = [f for f in form.files if f.field in MODEL_FILE_FIELDS]
     input_files = [f for f in form.files if f.field in INPUT_FILE_FIELDS]
     unknown = sorted({f.field for f in form.files} - MODEL_FILE_FIELDS - INPUT_FILE_FIELDS)
@@ -233,7 +352,8 @@ def _submit_multipart(
         params["model_id"] = _PLACEHOLDER_ID
     if input_files:
         params["dataset_id"] = _PLACEHOLDER_ID
-    job = _validate_job(params, store, "body", settings)  # before storing anything
+    # Before storing anything; the inputs of a model uploaded here are checked after ingest.
+    job = _validate_job(params, store, "body", settings, model_known=not model_files)
     # All or nothing: what this request created is removed again if a later step fails.
     created_dataset: str | None = None
     created_model: str | None = None
@@ -244,7 +364,8 @@ def _submit_multipart(
             model, created = ingest_model(store, model_files, None)
             job.model_id = model.id
             created_model = model.id if created else None
-        answer = _submit(store, max_queue, job, response, idempotency_key, request_hash)
+            check_model_inputs(job, model_inputs(model))
+        answer = _submit(store, settings, job, response, idempotency_key, request_hash)
         if response.headers.get("Idempotent-Replayed"):  # lost a race with its own retry
             if created_dataset is not None:
                 store.delete_dataset(created_dataset)
@@ -287,7 +408,6 @@ async def create_job(
             return await run_in_threadpool(
                 _submit_multipart,
                 store,
-                settings.max_queue,
                 form,
                 response,
                 settings,
@@ -302,9 +422,7 @@ async def create_job(
         )
     data = await _read_json(request)
     job = await run_in_threadpool(_validate_job, data, store, "body", settings)
-    return await run_in_threadpool(
-        _submit, store, settings.max_queue, job, response, idempotency_key
-    )
+    return await run_in_threadpool(_submit, store, settings, job, response, idempotency_key)
 
 
 @router.get(
@@ -316,6 +434,7 @@ async def create_job(
 async def list_jobs(
     store: StoreDep,
     cache: JobJsonDep,
+    settings: SettingsDep,
     status: JobStatus | None = None,
     model_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -326,13 +445,16 @@ async def list_jobs(
     heads, total = store.list_job_heads(
         status=status, model_id=model_id, limit=limit, offset=offset
     )
-    body = b"[" + b",".join(jobs_json(store, cache, heads)) + b"]"
+    bodies = jobs_json(store, cache, heads, settings.default_duration_s)
+    body = b"[" + b",".join(bodies) + b"]"
     return Response(body, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=error_responses(404, 422))
-async def read_job(job_id: str, store: StoreDep, cache: JobJsonDep) -> Response:
-    bodies = jobs_json(store, cache, [store.job_head(job_id)])
+async def read_job(
+    job_id: str, store: StoreDep, cache: JobJsonDep, settings: SettingsDep
+) -> Response:
+    bodies = jobs_json(store, cache, [store.job_head(job_id)], settings.default_duration_s)
     if not bodies:  # deleted between the two reads
         raise NotFoundError(f"No job with id {job_id!r}", code="job_not_found")
     return Response(bodies[0], media_type="application/json")
@@ -344,8 +466,8 @@ async def read_job(job_id: str, store: StoreDep, cache: JobJsonDep) -> Response:
     responses=error_responses(404, 409, 422),
     summary="Cancel: a queued job at once, a running one within 2 s",
 )
-def cancel_job(job_id: str, store: StoreDep) -> JobRead:
-    return _job_reads(store, [store.request_cancel(job_id)])[0]
+def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JobRead:
+    return _job_reads(store, [store.request_cancel(job_id)], settings)[0]
 
 
 @router.delete(
