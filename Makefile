@@ -1,13 +1,20 @@
 # Two commands on a fresh machine with python3 and make:
 #   make serve   set everything up and start the service
 #   make test    set everything up, lint, and run the tests
+# `make serve` reads every OVBENCH_* setting from the environment, as `ovbench serve` does
+# (`ovbench serve --help` lists them; OVBENCH_PORT=18123 make serve). HOST=, PORT= and
+# DATA_DIR= are shortcuts for --host, --port and --data-dir, passed only when given:
+#   make serve PORT=18123
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-HOST ?= 127.0.0.1
-PORT ?= 8000
-DATA_DIR ?= ./var
+HOST ?=
+PORT ?=
+DATA_DIR ?=
+# `make models`: the sample models and images, in the data dir `make serve` uses (./var
+# unless DATA_DIR or OVBENCH_DATA_DIR say otherwise).
+MODELS_DIR ?= $(or $(DATA_DIR),$(OVBENCH_DATA_DIR),./var)/sample-models
 
 .PHONY: install lint format test serve models bench clean
 
@@ -31,10 +38,10 @@ test: lint
 	$(BIN)/pytest -q
 
 serve: install
-	$(BIN)/ovbench serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(BIN)/ovbench serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 models: install
-	$(BIN)/ovbench make-models $(DATA_DIR)/sample-models
+	$(BIN)/ovbench make-models $(MODELS_DIR)
 
 bench: install
 	$(BIN)/python bench/vs_benchmark_app.py

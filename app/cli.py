@@ -264,27 +264,33 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
 
 def make_models_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="ovbench make-models", description="Write the sample models (OpenVINO IR)."
+        prog="ovbench make-models",
+        description="Write the sample models (OpenVINO IR) and sample images (red.png, grey.png, "
+        "gradient.png) to feed them.",
     )
-    parser.add_argument("out_dir", type=Path, help="Folder to write <name>.xml/.bin into.")
+    parser.add_argument(
+        "out_dir", type=Path, help="Folder to write <name>.xml/.bin and the images into."
+    )
     parser.add_argument(
         "--only", nargs="+", help="Only these models (resnet50, mobilenet_v2, tiny_cnn)."
     )
     args = parser.parse_args(argv)
-    from app.engine.samples import SAMPLE_MODELS, write_sample_models
+    from app.engine.samples import SAMPLE_MODELS, write_sample_images, write_sample_models
 
     unknown = set(args.only or []) - set(SAMPLE_MODELS)
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; choose from {sorted(SAMPLE_MODELS)}")
     for name, path in write_sample_models(args.out_dir, args.only).items():
         print(f"{name}: {path}")
+    images = write_sample_images(args.out_dir).values()
+    print(f"images: {' '.join(str(path) for path in images)}")
     return 0
 
 
 _COMMANDS = {
     "run": "Benchmark a model here and now (benchmark_app's options).",
     "serve": "Start the REST service and its worker.",
-    "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN).",
+    "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN) and images.",
 }
 
 

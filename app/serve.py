@@ -1,27 +1,32 @@
 """`ovbench serve`: the API under uvicorn (one process) plus one supervised worker process.
 
-Start-up order: migrate the database, sweep staging leftovers and unreferenced files,
-mark jobs left `running` by a dead process as failed ("interrupted"), start the worker
-(from a thread at normal priority) and the periodic retention sweep, lower the API's own
-priority, then serve HTTP. Ctrl-C or SIGTERM stops accepting connections, lets in-flight
-requests finish (up to GRACEFUL_HTTP_SHUTDOWN_S) while the worker is stopped in parallel
-(it cancels its running job, recorded as `cancelled`), and exits 0 within 10 s.
+Start-up order: bind and listen on the port (a taken port fails here, at once, naming the
+port and how to pick another), lock the data dir, migrate the database, sweep staging
+leftovers and unreferenced files, mark jobs left `running` by a dead process as failed
+("interrupted"), start the worker (from a thread at normal priority) and the periodic
+retention sweep, lower the API's own priority, then hand the socket to uvicorn and log
+"ovbench serving on http://HOST:PORT" once it serves. Ctrl-C or SIGTERM stops accepting
+connections, lets in-flight requests finish (up to GRACEFUL_HTTP_SHUTDOWN_S) while the
+worker is stopped in parallel (it cancels its running job, recorded as `cancelled`), and
+exits 0 within 10 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import logging
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from app.faults import configure_faults
-from app.settings import Settings, get_settings
+from app.settings import ENV_PREFIX, Settings, get_settings
 
 if TYPE_CHECKING:
     from app.store import Store
@@ -30,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [serve %(process)d] %(name)s: %(message)s"
 GRACEFUL_HTTP_SHUTDOWN_S = 5
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 def _parser(defaults: Settings) -> argparse.ArgumentParser:
@@ -57,6 +63,43 @@ def _parser(defaults: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
     parser.add_argument("--access-log", action="store_true", help="Log every HTTP request")
     return parser
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) and listening (OSError when it cannot be).
+
+    Bound before anything else starts, so a taken port fails at once and leaves no worker;
+    connections made before uvicorn serves wait in the backlog.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restart may bind over connections left in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """What went wrong binding `host:port`, and how to pick another port."""
+    another = f"pick another port with --port N, {ENV_PREFIX}PORT=N or make serve PORT=N"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {_url(host, port)}: port {port} is already in use (another "
+            f"ovbench serve or another program); stop it, or {another}"
+        )
+    return (
+        f"cannot listen on {_url(host, port)}: {exc.strerror or exc}; check the address "
+        f"(--host, {ENV_PREFIX}HOST) or {another}"
+    )
 
 
 def _lower_api_priority(increment: int) -> None:
@@ -144,13 +187,23 @@ def main(argv: list[str]) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     configure_faults(settings.fault)
 
+    try:
+        sock = _listen(settings.host, settings.port)  # before the heavy imports: refuse fast
+    except OSError as exc:
+        logger.error("%s", _listen_error(settings.host, settings.port, exc))
+        return 1
+    # The port really bound (--port 0 picks one).
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    url = _url(settings.host, settings.port)
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_data_dir(settings.data_dir)  # before the heavy imports: refuse fast
+    lock = _lock_data_dir(settings.data_dir)
     if lock is None:
         logger.error(
             "another ovbench serve is using %s; stop it or pick another --data-dir",
             settings.data_dir,
         )
+        sock.close()
         return 1
 
     import uvicorn
@@ -192,6 +245,11 @@ def main(argv: list[str]) -> int:
     )
 
     class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # accepting requests now, not before
+                logger.info("ovbench serving on %s (data dir %s)", url, settings.data_dir)
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Stop the worker while uvicorn drains in-flight requests, not after.
             if not self.should_exit:
@@ -209,19 +267,14 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGINT, _note_signal)
     signal.signal(signal.SIGTERM, _note_signal)
-    logger.info(
-        "ovbench serving on http://%s:%d (data dir %s)",
-        settings.host,
-        settings.port,
-        settings.data_dir,
-    )
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         logger.info("stopping the worker")
         stop_retention.set()
         supervisor.stop()
         store.close()
+        sock.close()
         lock.close()
         logger.info("stopped")
     return 0

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from app.cli import main
+from tests.e2e.conftest import Server, group_alive
 
 OVBENCH = str(Path(sys.executable).with_name("ovbench"))
+# oneDNN's avx512_core_bf16: what the CPU plugin checks (x86-64) to infer in bf16 by default.
+NATIVE_BF16_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"})
 
 
 def test_help_prints_usage_with_seed_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,4 +120,106 @@ def test_make_models_writes_the_requested_sample(
     assert main(["make-models", str(tmp_path), "--only", "tiny_cnn"]) == 0
     assert (tmp_path / "tiny_cnn.xml").is_file() and (tmp_path / "tiny_cnn.bin").is_file()
     assert not (tmp_path / "resnet50.xml").exists()
-    assert "tiny_cnn:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "tiny_cnn:" in out
+    # The README feeds these: they come with the models.
+    for name in ("red.png", "grey.png", "gradient.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG" and image.size == (224, 224)
+        assert str(tmp_path / name) in out
+
+
+def test_make_models_images_feed_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["make-models", str(tmp_path), "--only", "tiny_cnn"]) == 0
+    model, red, grey = (str(tmp_path / name) for name in ("tiny_cnn.xml", "red.png", "grey.png"))
+    capsys.readouterr()
+    assert (
+        main(["run", "-m", model, "-i", red, grey, "-api", "async", "-niter", "4", "--json"]) == 0
+    )
+    (used,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert (used["source"], sorted(used["files"])) == ("images", ["grey.png", "red.png"])
+
+
+def _cpu_flags() -> frozenset[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not Path("/proc/cpuinfo").is_file(),
+    reason="the rule and the flags are x86-64 Linux's",
+)
+def test_default_inference_precision_follows_the_cpu_isa(
+    tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: bf16 by default where the CPU has AVX512_BF16 (AMX CPUs too), f32 elsewhere."""
+    flags = _cpu_flags()
+    expected = "bf16" if NATIVE_BF16_FLAGS.issubset(flags) else "f32"
+    assert main(["run", "-m", str(tiny_model), "-niter", "1", "--json"]) == 0
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert config["inference_precision"] == expected, sorted(flags & NATIVE_BF16_FLAGS)
+    # Asking for f32 is honoured everywhere, and reported.
+    assert (
+        main(["run", "-m", str(tiny_model), "-niter", "1", "-infer_precision", "f32", "--json"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["config"]["inference_precision"] == "f32"
+
+
+# --- ovbench serve on a port that is taken ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def _taken_port(by: str, tmp_path: Path) -> Iterator[int]:
+    """A port of 127.0.0.1 that something listens on: a real `ovbench serve`, or a bare socket."""
+    if by == "serve":
+        server = Server(tmp_path / "first", tmp_path / "first.log").start()
+        try:
+            yield server.port
+            assert server.client.get("/healthz").status_code == 200  # untouched by the second
+        finally:
+            server.close()
+    else:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("by", "via"), [("serve", "--port"), ("socket", "OVBENCH_PORT")])
+def test_serve_on_a_taken_port_exits_1_naming_it_and_the_way_out(
+    tmp_path: Path, by: str, via: str
+) -> None:
+    data_dir = tmp_path / "second"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OVBENCH_")}
+    with _taken_port(by, tmp_path) as port:
+        args = [OVBENCH, "serve", "--data-dir", str(data_dir)]
+        if via == "--port":
+            args += ["--port", str(port)]
+        else:
+            env["OVBENCH_PORT"] = str(port)
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, out
+    assert f"ERROR [serve {proc.pid}] app.serve: cannot listen on http://127.0.0.1:{port}" in out
+    assert f"port {port} is already in use" in out
+    for way_out in ("--port N", "OVBENCH_PORT=N", "make serve PORT=N"):
+        assert way_out in out
+    assert "serving on" not in out and "Traceback" not in out
+    assert "worker process" not in out  # refused before a worker was started ...
+    assert not group_alive(proc.pid)  # ... and nothing of it is left running
+    assert not data_dir.exists()  # nor was the data dir touched

@@ -1,14 +1,29 @@
-"""Settings: defaults, the OVBENCH_ environment, and `ovbench serve --help`."""
+"""Settings: defaults, the OVBENCH_ environment, `ovbench serve --help`, and `make serve`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from subprocess import PIPE, Popen
+from typing import IO
 
+import httpx
 import pytest
 
 from app.engine.spec import DEFAULT_DURATION_S
 from app.serve import main as serve_main
 from app.settings import Settings, get_settings
+from tests.e2e.conftest import START_TIMEOUT_S, free_port, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+# Make variables and environment that would steer `make` itself: the tests say what they mean.
+_MAKE_ENV = ("HOST", "PORT", "DATA_DIR", "MODELS_DIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,3 +57,78 @@ def test_serve_help_lists_every_setting_with_its_env_var(
         assert flag in out
     for name in Settings.model_fields:
         assert f"OVBENCH_{name.upper()}" in out
+
+
+def _make(target: str, *args: str, env: dict[str, str], stdout: int | IO[bytes]) -> Popen[bytes]:
+    """`make TARGET ARGS` in the checkout with this venv (never reinstalling it), in its own
+    process group; stderr goes with stdout."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OVBENCH_")}
+    clean = {k: v for k, v in clean.items() if k not in _MAKE_ENV}
+    command = ["make", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/.installed-stamp"]
+    command += [f"BIN={Path(sys.executable).parent}", target, *args]
+    return Popen(
+        command,
+        env={**clean, **env},
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+@needs_make
+@pytest.mark.parametrize("via", ["environment", "make variables"])
+def test_make_serve_takes_the_ovbench_settings(tmp_path: Path, via: str) -> None:
+    """`OVBENCH_PORT=N make serve` serves on N, as `ovbench serve` would; `PORT=N` too."""
+    port, data_dir, log_path = free_port(), tmp_path / "data", tmp_path / "serve.log"
+    if via == "environment":
+        env = {
+            "OVBENCH_PORT": str(port),
+            "OVBENCH_DATA_DIR": str(data_dir),
+            "OVBENCH_HOST": "127.0.0.1",
+            "OVBENCH_API_TOKENS": "s3cret",  # any other setting gets through as well
+        }
+        args: tuple[str, ...] = ()
+    else:
+        env, args = {}, (f"PORT={port}", f"DATA_DIR={data_dir}")
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        make = _make("serve", *args, env=env, stdout=log)
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+
+            def healthy() -> bool:
+                if make.poll() is not None:
+                    raise AssertionError(f"make serve exited:\n{log_path.read_text()}")
+                return client.get("/healthz").status_code == 200
+
+            wait_for(healthy, START_TIMEOUT_S, f"{url}/healthz (log: {log_path})")
+            if via == "environment":
+                assert client.get("/models").status_code == 401
+                assert (
+                    client.get("/models", headers={"Authorization": "Bearer s3cret"}).status_code
+                    == 200
+                )
+        assert (data_dir / "ovbench.db").is_file()
+        log = log_path.read_text()
+        line = f"ovbench serving on {url} (data dir {data_dir})"
+        assert line in log, log
+        # Said once uvicorn serves, not before.
+        assert log.index("Started server process") < log.index(line), log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(make.pid, signal.SIGTERM)
+        try:
+            make.wait(timeout=15)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+
+
+@needs_make
+def test_make_models_writes_models_and_images_into_the_data_dir(tmp_path: Path) -> None:
+    make = _make("models", env={"OVBENCH_DATA_DIR": str(tmp_path)}, stdout=PIPE)
+    out, _ = make.communicate(timeout=120)
+    assert make.returncode == 0, out
+    written = sorted(p.name for p in (tmp_path / "sample-models").iterdir())
+    assert {"resnet50.xml", "tiny_cnn.bin", "red.png", "grey.png"} <= set(written), written

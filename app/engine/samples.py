@@ -15,6 +15,10 @@ predictions are meaningless.
 Every node gets an explicit friendly name, so `write_sample_models` writes the same bytes for
 the same model in every run (OpenVINO's automatic names come from a process-wide counter).
 No layout is set on the inputs: consumers have to guess NCHW, as benchmark_app does.
+
+`write_sample_images` writes a few small PNGs to feed them (`SAMPLE_IMAGES`: solid red, solid
+grey and a gradient, 224 x 224), drawn with numpy and saved with Pillow: the same bytes every
+run, nothing downloaded.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import openvino.opset16 as ops  # opset17's module only carries the ops new in 17
+from PIL import Image
 
 __all__ = [
+    "SAMPLE_IMAGES",
+    "SAMPLE_IMAGE_SIZE",
     "SAMPLE_MODELS",
     "build_mobilenet_v2",
     "build_resnet50",
     "build_tiny_cnn",
+    "write_sample_images",
     "write_sample_models",
 ]
 
@@ -296,4 +304,46 @@ def write_sample_models(out_dir: Path, names: Iterable[str] | None = None) -> di
         xml_path = out_dir / f"{name}.xml"
         ov.save_model(SAMPLE_MODELS[name](), xml_path, compress_to_fp16=False)
         paths[name] = xml_path
+    return paths
+
+
+SAMPLE_IMAGE_SIZE = (224, 224)  # (width, height): ResNet-50's and MobileNetV2's input
+
+
+def _solid(rgb: tuple[int, int, int]) -> Callable[[int, int], np.ndarray]:
+    def pixels(width: int, height: int) -> np.ndarray:
+        return np.broadcast_to(np.array(rgb, dtype=np.uint8), (height, width, 3))
+
+    return pixels
+
+
+def _gradient(width: int, height: int) -> np.ndarray:
+    """Red grows with x, green with y, blue is 64."""
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[..., 0] = (np.arange(width) * 255 // max(width - 1, 1))[np.newaxis, :]
+    pixels[..., 1] = (np.arange(height) * 255 // max(height - 1, 1))[:, np.newaxis]
+    pixels[..., 2] = 64
+    return pixels
+
+
+# File name -> (width, height) -> uint8 RGB pixels [height, width, 3].
+SAMPLE_IMAGES: dict[str, Callable[[int, int], np.ndarray]] = {
+    "red.png": _solid((255, 0, 0)),
+    "grey.png": _solid((128, 128, 128)),
+    "gradient.png": _gradient,
+}
+
+
+def write_sample_images(out_dir: Path) -> dict[str, Path]:
+    """Write every entry of `SAMPLE_IMAGES` (RGB PNG, `SAMPLE_IMAGE_SIZE`) into `out_dir`.
+
+    Returns file name -> path. The bytes are the same in every run.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name, pixels in SAMPLE_IMAGES.items():
+        path = out_dir / name
+        Image.fromarray(np.ascontiguousarray(pixels(*SAMPLE_IMAGE_SIZE))).save(path)
+        paths[name] = path
     return paths

@@ -189,3 +189,12 @@ def pid_alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in process group `pgid` (a server's, started in its own session)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -10,7 +10,13 @@ import openvino as ov
 import pytest
 from PIL import Image
 
-from app.engine.samples import SAMPLE_MODELS, write_sample_models
+from app.engine.samples import (
+    SAMPLE_IMAGE_SIZE,
+    SAMPLE_IMAGES,
+    SAMPLE_MODELS,
+    write_sample_images,
+    write_sample_models,
+)
 from tests.factories import (
     GRADIENT_IMAGE,
     JPEG_TOLERANCE,
@@ -148,6 +154,35 @@ def test_write_sample_models_subset_and_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="nope"):
         write_sample_models(tmp_path / "b", ["tiny_cnn", "nope"])
     assert not (tmp_path / "b").exists()
+
+
+# --- sample images ------------------------------------------------------------------------
+
+
+def test_sample_images_have_the_pixels_they_claim(tmp_path: Path) -> None:
+    written = write_sample_images(tmp_path)
+    assert set(written) == {"red.png", "grey.png", "gradient.png"} == set(SAMPLE_IMAGES)
+    width, height = SAMPLE_IMAGE_SIZE
+    pixels = {}
+    for name, path in written.items():
+        assert path == tmp_path / name
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ("PNG", "RGB", (width, height))
+            pixels[name] = np.asarray(image)
+    assert (pixels["red.png"] == [255, 0, 0]).all()
+    assert (pixels["grey.png"] == [128, 128, 128]).all()
+    gradient = pixels["gradient.png"]
+    assert gradient[0, 0].tolist() == [0, 0, 64]
+    assert gradient[height - 1, width - 1].tolist() == [255, 255, 64]
+    assert (np.diff(gradient[0, :, 0].astype(int)) >= 0).all()  # red grows with x
+    assert (np.diff(gradient[:, 0, 1].astype(int)) >= 0).all()  # green grows with y
+
+
+def test_sample_images_are_byte_deterministic(tmp_path: Path) -> None:
+    first = write_sample_images(tmp_path / "a")
+    second = write_sample_images(tmp_path / "b")
+    for name in SAMPLE_IMAGES:
+        assert first[name].read_bytes() == second[name].read_bytes(), name
 
 
 # --- factories ----------------------------------------------------------------------------
