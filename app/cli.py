@@ -272,7 +272,9 @@ def make_models_main(argv: Sequence[str]) -> int:
         "out_dir", type=Path, help="Folder to write <name>.xml/.bin and the images into."
     )
     parser.add_argument(
-        "--only", nargs="+", help="Only these models (resnet50, mobilenet_v2, tiny_cnn)."
+        "--only",
+        nargs="+",
+        help="Only these models (resnet50, mobilenet_v2, tiny_cnn, vad_dynamic).",
     )
     args = parser.parse_args(argv)
     from app.engine.samples import SAMPLE_MODELS, write_sample_images, write_sample_models
@@ -290,7 +292,7 @@ def make_models_main(argv: Sequence[str]) -> int:
 _COMMANDS = {
     "run": "Benchmark a model here and now (benchmark_app's options).",
     "serve": "Start the REST service and its worker.",
-    "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN) and images.",
+    "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN, a dynamic one) and images.",
 }
 
 

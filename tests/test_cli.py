@@ -78,7 +78,8 @@ def test_sync_run_prints_the_seed_lines(tiny_model: Path) -> None:
     assert len(throughput) == 1 and throughput[0].endswith(" FPS")
     assert float(throughput[0].split()[-2]) > 0
     host = [line for line in lines if line.startswith("[ INFO ] Host CPU during the run:")]
-    assert len(host) == 1 and "other processes" in host[0] and "CPUs" in host[0]
+    # 20 iterations of the tiny CNN take milliseconds: too short for /proc's 10 ms ticks.
+    assert len(host) == 1 and "not measured" in host[0] and "logical CPUs" in host[0]
 
 
 def test_async_run_prints_start_and_throughput(

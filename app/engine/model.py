@@ -373,7 +373,8 @@ def resolve_inputs(
         partial[name] = pshape
         slot_layouts[name] = port_layout
     if batch and not batch_applied:
-        raise InputError(batch_without_n_advice(partial, style))
+        original = {p.get_any_name(): p.get_partial_shape() for p in model.inputs}
+        raise InputError(batch_without_n_advice(partial, original, style))
     reshape_ms = None
     if reshape:
         started = time.perf_counter()

@@ -1,10 +1,15 @@
 """Sample models built in code with OpenVINO's graph API: nothing is downloaded.
 
-Three real topologies for demos, the CLI's `make-models` and the tests:
+Three real topologies for demos, the CLI's `make-models` and the tests, and one model with
+dynamic shapes to try `-shape` and `-data_shape` on:
 
 - `resnet50`: ResNet-50 v1.5, [1,3,224,224] -> [1,1000] logits, about 25.5M parameters.
 - `mobilenet_v2`: MobileNetV2 (width 1.0), [1,3,224,224] -> [1,1000] logits, about 3.5M parameters.
 - `tiny_cnn`: two small convolutions, [1,3,64,64] -> [1,10] logits; infers in microseconds.
+- `vad_dynamic`: shaped like a voice-activity detector: audio "input" [?,?] (batch, samples)
+  and a recurrent "state" [2,?,128] (layers, batch, units) -> "prob" [?,1] and "state_out"
+  [2,?,128]. Nothing in it is static but the state's layers and units, so it runs only once
+  its shapes are given.
 
 The weights are pseudo-random but deterministic (a fixed seed per model) and He-scaled, with
 BatchNorm folded into each convolution's weights and bias as a converted IR would have it. The
@@ -38,6 +43,7 @@ __all__ = [
     "build_mobilenet_v2",
     "build_resnet50",
     "build_tiny_cnn",
+    "build_vad_dynamic",
     "write_sample_images",
     "write_sample_models",
 ]
@@ -48,6 +54,8 @@ OUTPUT_NAME = "logits"
 _RESNET50_SEED = 50
 _MOBILENET_V2_SEED = 2
 _TINY_CNN_SEED = 10
+_VAD_DYNAMIC_SEED = 16
+VAD_STATE_UNITS = 128
 
 # Scale of a residual branch's last convolution (a small folded BN gamma, as in
 # "zero-init residual" training): keeps the variance from doubling at every block.
@@ -280,10 +288,45 @@ def build_tiny_cnn() -> ov.Model:
     return _make_model(param, logits, "tiny_cnn")
 
 
+def _named_parameter(shape: list[int], name: str) -> ov.Node:
+    param = ops.parameter(shape, ov.Type.f32, name=name)
+    param.output(0).get_tensor().set_names({name})
+    return param
+
+
+def _named_result(x: ov.Output, name: str) -> ov.Node:
+    x.get_node().set_friendly_name(name)
+    x.get_tensor().set_names({name})
+    return ops.result(x, name=f"{name}/sink_port_0")
+
+
+def build_vad_dynamic() -> ov.Model:
+    """Dynamic shapes, as speech models have them: "input" f32 [?,?] and "state" f32
+    [2,?,128] -> "prob" f32 [?,1] and "state_out" f32 [2,?,128]."""
+    g = _GraphBuilder(_VAD_DYNAMIC_SEED)
+    units = VAD_STATE_UNITS
+    audio = _named_parameter([-1, -1], INPUT_NAME)
+    state = _named_parameter([2, -1, units], "state")
+    axis_samples = ops.constant(np.array([1], dtype=np.int64), name="axis_samples")
+    energy = ops.reduce_mean(ops.abs(audio, name="abs"), axis_samples, True, name="energy")
+    axis_layers = ops.constant(np.array([0], dtype=np.int64), name="axis_layers")
+    hidden = ops.reduce_mean(state, axis_layers, False, name="hidden")  # [?, units]
+    mixed = ops.add(g.fully_connected(hidden.output(0), units, units, "recur"), energy, name="mix")
+    new_hidden = ops.tanh(mixed, name="new_hidden")
+    logit = g.fully_connected(new_hidden.output(0), units, 1, "classifier")
+    prob = ops.sigmoid(logit, name="prob").output(0)
+    layer = ops.unsqueeze(new_hidden, axis_layers)
+    layer.set_friendly_name("layer")  # unsqueeze takes no name: keep the bytes deterministic
+    state_out = ops.concat([layer, layer], 0, name="state_out").output(0)
+    results = [_named_result(prob, "prob"), _named_result(state_out, "state_out")]
+    return ov.Model(results, [audio, state], "vad_dynamic")
+
+
 SAMPLE_MODELS: dict[str, Callable[[], ov.Model]] = {
     "resnet50": build_resnet50,
     "mobilenet_v2": build_mobilenet_v2,
     "tiny_cnn": build_tiny_cnn,
+    "vad_dynamic": build_vad_dynamic,
 }
 
 

@@ -148,14 +148,23 @@ def dynamic_shape_advice(
     return message + f" Setting {option_name('batch', style)} fixes only the batch dimension."
 
 
-def batch_without_n_advice(partial: dict[str, ov.PartialShape], style: OptionNames) -> str:
-    """The error for -b when no input has an N dimension, with a layout for each input."""
+def batch_without_n_advice(
+    partial: dict[str, ov.PartialShape],
+    original: dict[str, ov.PartialShape],
+    style: OptionNames,
+) -> str:
+    """The error for -b when no input has an N dimension, with a layout for each input.
+
+    `partial` are the shapes the inputs have now (after -shape), named in the message;
+    the layouts come from the model's own shapes (`original`), whose dynamic dimension
+    says where the batch is: a state [2,?,128] reshaped to [2,1,128] keeps N second.
+    """
     batch, layout = option_name("batch", style), option_name("layout", style)
     message = (
         f"{batch} was given, but no input has a batch (N) dimension in its layout "
         f"({_described(list(partial.items()))}), so the batch cannot be set."
     )
-    suggested = {name: batch_layout(pshape) for name, pshape in partial.items()}
+    suggested = {name: batch_layout(original.get(name, pshape)) for name, pshape in partial.items()}
     value = ",".join(f"{name}[{lay}]" for name, lay in suggested.items() if lay)
     if not value:
         return f"{message} Give a layout with {layout}, with N at the batch dimension."

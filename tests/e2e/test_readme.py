@@ -2,7 +2,9 @@
 
 Every line starting with `$ ` in a ```console block is a command (a trailing `\\` continues it
 on the next line); the lines up to the next command are the output the README shows. A
-block right after `<!-- readme-test: skip -->` is left out (Docker, for one). The commands
+block right after `<!-- readme-test: skip -->` is left out (Docker, for one); the commands of a
+block right after `<!-- readme-test: fails -->` must fail, and print every `[ ERROR ]` line the
+README shows of them exactly as shown (error messages are advice users follow). The commands
 run in one bash session, in a temp dir, with this venv's `bin` on PATH (what
 `. .venv/bin/activate` does) and the README's `localhost:8000` pointed at a real server on a
 free port of 127.0.0.1 (`make serve` itself is what the server fixture stands in for).
@@ -28,6 +30,7 @@ from tests.e2e.conftest import Server
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SKIP_MARKER = "<!-- readme-test: skip -->"
+FAILS_MARKER = "<!-- readme-test: fails -->"
 README_ADDRESSES = ("localhost:8000", "127.0.0.1:8000")
 SCRIPT_TIMEOUT_S = 180
 _END = "@@readme-test-end"
@@ -54,32 +57,33 @@ class Command:
     line: int  # README line of the `$ `
     text: str  # as written, continuation lines included
     shown: str  # the output the README shows under it
+    fails: bool = False  # in a block marked to fail
 
 
 def readme_commands(text: str) -> list[Command]:
     """The `$ ` commands of README's ```console blocks not marked to skip, in order."""
     commands: list[Command] = []
-    block: str | None = None  # None outside a fence; else "run", "skip" or "other"
+    block: str | None = None  # None outside a fence; else "run", "fails", "skip" or "other"
     previous = ""  # the last non-blank line outside a fence
     current: Command | None = None  # the command whose output the next lines are
     continuing = False
     for number, line in enumerate(text.splitlines(), start=1):
         if block is None:
             if line.startswith("```"):
-                skip = previous.strip() == SKIP_MARKER
-                block = ("skip" if skip else "run") if line.strip() == "```console" else "other"
+                marker = {SKIP_MARKER: "skip", FAILS_MARKER: "fails"}.get(previous.strip(), "run")
+                block = marker if line.strip() == "```console" else "other"
             elif line.strip():
                 previous = line
             continue
         if line.startswith("```"):
             block, previous, current, continuing = None, "", None, False
             continue
-        if block != "run":
+        if block not in ("run", "fails"):
             continue
         if continuing and current is not None:
             current.text += "\n" + line
         elif line.startswith("$ "):
-            current = Command(number, line[2:], "")
+            current = Command(number, line[2:], "", fails=block == "fails")
             commands.append(current)
         elif current is not None:
             current.shown += line + "\n"
@@ -95,7 +99,8 @@ def _script(commands: list[Command], port: int) -> str:
         for address in README_ADDRESSES:
             text = text.replace(address, f"127.0.0.1:{port}")
         parts.append(text)
-        parts.append(f"rc=$?; printf '\\n{_END} {index} %d\\n' $rc; [ $rc -eq 0 ] || exit $rc")
+        ok = "[ $rc -ne 0 ] || exit 99" if command.fails else "[ $rc -eq 0 ] || exit $rc"
+        parts.append(f"rc=$?; printf '\\n{_END} {index} %d\\n' $rc; {ok}")
     return "\n".join(parts) + "\n"
 
 
@@ -169,11 +174,13 @@ def test_parser_and_checks_on_a_sample() -> None:
     sample = (
         "```console\n$ echo a \\\n    b\n[ INFO ] Count: 5 iterations\n$ true\n```\n"
         f"{SKIP_MARKER}\n\n```console\n$ docker ps\n```\n```sh\n$ not-console\n```\n"
+        f"{FAILS_MARKER}\n```console\n$ false\n[ ERROR ] No.\n```\n"
     )
     commands = readme_commands(sample)
-    assert [(c.text, c.shown) for c in commands] == [
-        ("echo a \\\n    b", "[ INFO ] Count: 5 iterations\n"),
-        ("true", ""),
+    assert [(c.text, c.shown, c.fails) for c in commands] == [
+        ("echo a \\\n    b", "[ INFO ] Count: 5 iterations\n", False),
+        ("true", "", False),
+        ("false", "[ ERROR ] No.\n", True),
     ]
     shown = '{"id":"x","status":"succeeded"}\nHTTP/1.1 202 Accepted\nlocation: /jobs/x\n'
     real = 'HTTP/1.1 202 Accepted\nlocation: /jobs/y\n\n{"id":"y","status":"succeeded","more":1}'
@@ -223,6 +230,16 @@ def test_readme_walkthrough_runs_as_written(
             f"README.md:{command.line} `{command.text}` did not finish; output:\n{proc.stdout[-4000:]}"
         )
         rc, real = outputs[index]
+        if command.fails:
+            assert rc != 0, f"README.md:{command.line} `{command.text}` did not fail:\n{real}"
+            errors = [line for line in command.shown.splitlines() if line.startswith("[ ERROR ]")]
+            assert errors, f"README.md:{command.line}: a failing command shows its [ ERROR ] line"
+            for error in errors:
+                assert error in real.splitlines(), (
+                    f"README.md:{command.line} `{command.text}` shows an error it does not "
+                    f"print:\n{error}\nreal output:\n{real}"
+                )
+            continue
         assert rc == 0, f"README.md:{command.line} `{command.text}` exited {rc}:\n{real}"
         missing = missing_from(command.shown, real)
         assert not missing, (

@@ -14,6 +14,7 @@ from app.engine.samples import (
     SAMPLE_IMAGE_SIZE,
     SAMPLE_IMAGES,
     SAMPLE_MODELS,
+    VAD_STATE_UNITS,
     write_sample_images,
     write_sample_models,
 )
@@ -116,23 +117,40 @@ def test_mobilenet_v2_is_mobilenet_v2(sample_models_dir: Path, core: ov.Core) ->
     assert len(residual_adds) == 10
 
 
+# Static shapes for the dynamic sample: a batch of 4, so that its one probability per row varies.
+_STATIC_SHAPES = {"vad_dynamic": {"input": [4, 512], "state": [2, 4, VAD_STATE_UNITS]}}
+
+
 @pytest.mark.parametrize("name", list(SAMPLE_MODELS))
 def test_sample_model_gives_finite_varied_outputs(
     sample_models_dir: Path, core: ov.Core, name: str
 ) -> None:
     compiled = core.compile_model(sample_models_dir / f"{name}.xml", "CPU")
-    shape = list(compiled.input().shape)
+    shapes = _STATIC_SHAPES.get(name) or {p.any_name: list(p.shape) for p in compiled.inputs}
     rng = np.random.default_rng(7)
-    # Unit-scale noise and image-like 0..255 values.
-    outputs = [
-        compiled(rng.standard_normal(shape).astype(np.float32))[0],
-        compiled(rng.uniform(0, 255, shape).astype(np.float32))[0],
+    # Unit-scale noise, and what the model takes in use: 0..255 images, -1..1 audio.
+    high = 1.0 if name == "vad_dynamic" else 255.0
+    low = -high if name == "vad_dynamic" else 0.0
+    feeds = [
+        {n: rng.standard_normal(shape).astype(np.float32) for n, shape in shapes.items()},
+        {n: rng.uniform(low, high, shape).astype(np.float32) for n, shape in shapes.items()},
     ]
+    outputs = [compiled(feed)[0] for feed in feeds]
     for logits in outputs:
         assert np.isfinite(logits).all()
         assert logits.std() > 1e-3 * np.abs(logits).max()  # not constant
         assert np.abs(logits).max() > 1e-3  # neither zero nor denormal-sized
     assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_vad_dynamic_has_the_dynamic_shapes_of_a_speech_model(
+    sample_models_dir: Path, core: ov.Core
+) -> None:
+    model = core.read_model(sample_models_dir / "vad_dynamic.xml")
+    shapes = {p.any_name: p.get_partial_shape().to_string() for p in model.inputs}
+    assert shapes == {"input": "[?,?]", "state": f"[2,?,{VAD_STATE_UNITS}]"}
+    outputs = {p.any_name: p.get_partial_shape().to_string() for p in model.outputs}
+    assert outputs == {"prob": "[?,1]", "state_out": f"[2,?,{VAD_STATE_UNITS}]"}
 
 
 def test_write_sample_models_is_byte_deterministic(sample_models_dir: Path, tmp_path: Path) -> None:

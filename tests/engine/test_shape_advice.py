@@ -204,3 +204,16 @@ def test_batch_advice_then_shape_advice_lead_to_a_run(tmp_path: Path) -> None:
     result = run_benchmark(_spec(xml, batch=2, layout=layout, shape=shape))
     assert _shapes(result) == {"input": [2, 512], "state": [2, 2, 128]}
     assert result.config.batch_size == 2
+
+
+def test_batch_advice_after_a_reshape_keeps_n_where_the_model_has_it(tmp_path: Path) -> None:
+    # -shape makes state [2,?,128] a static [2,1,128]: its batch is still the second dimension.
+    xml = write_sequence_state_model(tmp_path)
+    shape = "input[1,512],state[2,1,128]"
+    with pytest.raises(InputError) as err:
+        run_benchmark(_spec(xml, shape=shape, batch=4))
+    layout = advised(err.value.message, "-layout")
+    assert layout == "input[NC],state[?N?]"
+    result = run_benchmark(_spec(xml, shape=shape, batch=4, layout=layout))
+    assert _shapes(result) == {"input": [4, 512], "state": [2, 4, 128]}
+    assert result.config.batch_size == 4
