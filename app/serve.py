@@ -136,7 +136,7 @@ def _retention_loop(store: Store, settings: Settings, stop: threading.Event) -> 
     """Sweep unreferenced files every `retention_interval_s` until `stop` is set."""
     while not stop.wait(settings.retention_interval_s):
         try:
-            store.sweep_unreferenced(grace_s=settings.retention_grace_s)
+            store.catalog.sweep_unreferenced(grace_s=settings.retention_grace_s)
         except Exception:
             logger.exception("retention sweep failed")
 
@@ -168,12 +168,13 @@ def _fail_interrupted_jobs(store: Store) -> list[str]:
     finally:
         probe.close()
     if not busy:
-        return store.fail_running_jobs("interrupted", message)
+        return store.jobs.fail_running("interrupted", message)
     logger.warning("another process holds %s: a job is running outside this service", probe.path)
     return [
         job.id
-        for job in store.running_jobs()
-        if not _pid_alive(job.worker_pid) and store.finish_failed(job.id, "interrupted", message)
+        for job in store.jobs.running()
+        if not _pid_alive(job.worker_pid)
+        and store.jobs.finish_failed(job.id, "interrupted", message)
     ]
 
 
@@ -215,9 +216,9 @@ def main(argv: list[str]) -> int:
     store = Store(settings.data_dir, max_data_bytes=settings.max_data_bytes)
     store.migrate()
     store.blobs.clean_tmp()
-    store.sweep_unreferenced(grace_s=0)  # nothing is in flight yet
+    store.catalog.sweep_unreferenced(grace_s=0)  # nothing is in flight yet
     interrupted = _fail_interrupted_jobs(store)
-    store.clear_worker()  # a heartbeat left by a dead worker must not make /readyz pass
+    store.workers.clear()  # a heartbeat left by a dead worker must not make /readyz pass
     if interrupted:
         logger.warning("%d job(s) left running by a dead process marked failed", len(interrupted))
     app = create_app(settings, store)

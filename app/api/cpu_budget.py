@@ -90,7 +90,7 @@ class CpuBudgetMiddleware:
         backend without a change token)."""
         token = self.store.change_token()
         if token is None or token != self._running_token:
-            self._running = self.store.any_job_running()
+            self._running = self.store.jobs.any_running()
             self._running_token = token
         return self._running
 

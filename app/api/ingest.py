@@ -22,8 +22,7 @@ from app.engine.model import MODEL_FORMATS, describe_model
 from app.errors import PayloadTooLargeError, UnsupportedMediaError, ValidationError
 from app.store import Store
 from app.store.blobs import StagedFile
-from app.store.store import new_id
-from app.store.tables import DatasetRow, ModelRow, utcnow
+from app.store.tables import DatasetRow, ModelRow, new_id, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def ingest_model(store: Store, staged: list[StagedFile], name: str | None) -> tu
         for canonical, f in planned
     ]
     sha = model_content_sha256(files)
-    existing = store.find_model_by_sha(sha)
+    existing = store.catalog.find_model_by_sha(sha)
     if existing is not None:
         for f in staged:
             f.discard()
@@ -171,11 +170,11 @@ def ingest_model(store: Store, staged: list[StagedFile], name: str | None) -> tu
         )
     except EngineError as exc:
         store.blobs.remove_dir(model_dir)
-        store.release_blobs(shas)
+        store.catalog.release_blobs(shas)
         raise ValidationError(exc.message, code=exc.code) from exc
     except BaseException:
         store.blobs.remove_dir(model_dir)
-        store.release_blobs(shas)
+        store.catalog.release_blobs(shas)
         raise
     primary_name = PurePath(planned[0][1].filename).stem
     row = ModelRow(
@@ -192,7 +191,7 @@ def ingest_model(store: Store, staged: list[StagedFile], name: str | None) -> tu
         },
         created_at=utcnow(),
     )
-    stored, created = store.add_model(row)
+    stored, created = store.catalog.add_model(row)
     if not created:  # the same content landed concurrently
         store.blobs.remove_dir(model_dir)
     return stored, created
@@ -264,4 +263,4 @@ def ingest_dataset(store: Store, staged: list[StagedFile]) -> DatasetRow:
     store.blobs.materialise(
         store.blobs.dataset_dir(row.id), {str(f["name"]): str(f["sha256"]) for f in files}
     )
-    return store.add_dataset(row)
+    return store.catalog.add_dataset(row)

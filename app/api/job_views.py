@@ -108,8 +108,8 @@ def jobs_json(
     for job_id, status in heads:
         if status in FINAL_STATUSES and (cached := cache.get(job_id)) is not None:
             bodies[job_id] = cached
-    rows = store.get_jobs([job_id for job_id, _ in heads if job_id not in bodies])
-    positions = store.queue_positions(rows)
+    rows = store.jobs.get_many([job_id for job_id, _ in heads if job_id not in bodies])
+    positions = store.jobs.queue_positions(rows)
     for row in rows:
         body = job_read(row, positions.get(row.id), default_duration_s).model_dump_json().encode()
         if row.status in FINAL_STATUSES:

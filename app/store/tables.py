@@ -6,6 +6,7 @@ Portable SQL only (SQLite today, PostgreSQL later): string ids, JSON columns thr
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,10 @@ FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -125,7 +125,7 @@ class Supervisor:
             how = describe_exit(process.returncode)
             logger.error("worker process %d %s; restarting it", process.pid, how)
             try:
-                lost = self.store.fail_running_jobs(
+                lost = self.store.jobs.fail_running(
                     "worker_lost",
                     f"The worker process (pid {process.pid}) {how} while running this job "
                     "(a device plugin crash, or the process was killed). The service restarted "
@@ -134,7 +134,7 @@ class Supervisor:
                 )
                 if lost:
                     logger.error("jobs lost with worker %d: %s", process.pid, ", ".join(lost))
-                self.store.clear_worker(process.pid)
+                self.store.workers.clear(process.pid)
             except Exception:
                 logger.exception("could not record the lost worker's jobs")
             lived_s = time.monotonic() - self._started_at
@@ -152,7 +152,7 @@ class Supervisor:
         if now - self._last_watch < _WATCH_JOB_S:
             return
         self._last_watch = now
-        jobs = [j for j in self.store.running_jobs() if j.worker_pid == process.pid]
+        jobs = [j for j in self.store.jobs.running() if j.worker_pid == process.pid]
         running_ids = {j.id for j in jobs}
         for job_id in list(self._cancel_seen):
             if job_id not in running_ids:
@@ -162,7 +162,7 @@ class Supervisor:
                 seen = self._cancel_seen.setdefault(job.id, now)
                 if now - seen > self.settings.run_kill_grace_s:
                     self._kill_and_replace(process, f"job {job.id} did not stop after a cancel")
-                    self.store.finish_cancelled(
+                    self.store.jobs.finish_cancelled(
                         job.id,
                         None,
                         f"Cancelled on request; the run did not stop within "
@@ -176,7 +176,7 @@ class Supervisor:
             ran_s = (utcnow() - job.started_at).total_seconds()
             if ran_s > budget_s:
                 self._kill_and_replace(process, f"job {job.id} ran past its wall-time budget")
-                self.store.finish_failed(
+                self.store.jobs.finish_failed(
                     job.id,
                     "timeout",
                     f"The run took longer than its wall-time budget of {budget_s:g} s (its "
@@ -224,11 +224,11 @@ class Supervisor:
         if process is not None:
             logger.info("worker process %d %s", process.pid, describe_exit(process.returncode))
             try:
-                self.store.cancel_running_jobs(
+                self.store.jobs.cancel_running(
                     "Cancelled: the service shut down while the job was running",
                     worker_pid=process.pid,
                 )
-                self.store.clear_worker(process.pid)
+                self.store.workers.clear(process.pid)
             except Exception:
                 logger.exception("could not record the stopped worker's jobs")
         if self._thread.is_alive() and threading.current_thread() is not self._thread:

@@ -47,11 +47,11 @@ def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
 
     Messages name the options as the job's JSON fields (`shape`, not `-shape`).
     """
-    model = store.get_model(job.model_id)
-    model_dir = store.model_dir(model)
+    model = store.catalog.get_model(job.model_id)
+    model_dir = store.catalog.model_dir(model)
     input_paths: list[str] = []
     if job.dataset_id is not None:
-        input_paths = [str(store.dataset_dir(store.get_dataset(job.dataset_id)))]
+        input_paths = [str(store.catalog.dataset_dir(store.catalog.get_dataset(job.dataset_id)))]
     params = {k: v for k, v in job.params.items() if k not in ("model_id", "dataset_id")}
     # -l / -c: names inside the admin's extensions dir, resolved (and re-checked) here.
     extensions = params.pop("extensions", None) or []
@@ -99,7 +99,7 @@ class _JobWatch:
             now = time.monotonic()
             try:
                 if not self.cancel.is_set() and (
-                    self.worker.stopping or store.is_cancel_requested(self.job_id)
+                    self.worker.stopping or store.jobs.is_cancel_requested(self.job_id)
                 ):
                     logger.info("job %s: cancelling the run", self.job_id)
                     self.cancel.set()
@@ -109,10 +109,10 @@ class _JobWatch:
                     and latest is not self._written
                     and now - last_progress >= PROGRESS_INTERVAL_S
                 ):
-                    store.update_progress(self.job_id, latest)
+                    store.jobs.update_progress(self.job_id, latest)
                     self._written, last_progress = latest, now
                 if now - last_heartbeat >= HEARTBEAT_INTERVAL_S:
-                    store.heartbeat(self.worker.pid, self.job_id)
+                    store.workers.heartbeat(self.worker.pid, self.job_id)
                     last_heartbeat = now
             except Exception:
                 logger.exception("job %s: watcher failed to reach the store", self.job_id)
@@ -143,8 +143,8 @@ class Worker:
         except Exception:
             logger.exception("worker %d: listing devices failed", self.pid)
             devices = []
-        self.store.replace_devices(devices)
-        self.store.record_worker_start(self.pid)
+        self.store.workers.replace_devices(devices)
+        self.store.workers.record_start(self.pid)
         logger.info(
             "worker %d ready; devices: %s", self.pid, ", ".join(d.name for d in devices) or "none"
         )
@@ -160,7 +160,7 @@ class Worker:
                     self.stop_event.wait(self.settings.worker_poll_interval_s)
                     continue
                 try:
-                    job = self.store.claim_next_job(self.pid)
+                    job = self.store.jobs.claim_next(self.pid)
                 except Exception:  # the store is unreachable for now (locked, disk full): retry
                     self.run_lock.release()
                     logger.exception("worker %d: claiming a job failed", self.pid)
@@ -171,7 +171,7 @@ class Worker:
                     if burst:
                         break
                     if time.monotonic() - last_heartbeat >= HEARTBEAT_INTERVAL_S:
-                        self.store.heartbeat(self.pid, None)
+                        self.store.workers.heartbeat(self.pid, None)
                         last_heartbeat = time.monotonic()
                     self.stop_event.wait(self.settings.worker_poll_interval_s)
                     continue
@@ -180,7 +180,7 @@ class Worker:
                 finally:
                     self.run_lock.release()
                 processed += 1
-                self.store.heartbeat(self.pid, None)
+                self.store.workers.heartbeat(self.pid, None)
                 last_heartbeat = time.monotonic()
         finally:
             self.run_lock.release()
@@ -191,24 +191,24 @@ class Worker:
         """Run one claimed job and record its outcome; never raises for a bad job."""
         store = self.store
         fault_point("after_claim")
-        self.store.heartbeat(self.pid, job.id)
+        self.store.workers.heartbeat(self.pid, job.id)
         with _JobWatch(self, job.id) as watch:
             try:
                 spec = build_spec(store, job, self.settings)
                 fault_point("hang_in_run")
                 result = run_benchmark(spec, on_progress=watch.on_progress, cancel=watch.cancel)
             except EngineError as exc:
-                store.finish_failed(job.id, exc.code, exc.message)
+                store.jobs.finish_failed(job.id, exc.code, exc.message)
                 return
             except ServiceError as exc:  # the model or dataset vanished
-                store.finish_failed(job.id, exc.code, exc.message)
+                store.jobs.finish_failed(job.id, exc.code, exc.message)
                 return
             except pydantic.ValidationError as exc:
-                store.finish_failed(job.id, "invalid_params", f"Invalid job parameters: {exc}")
+                store.jobs.finish_failed(job.id, "invalid_params", f"Invalid job parameters: {exc}")
                 return
             except Exception as exc:
                 logger.exception("job %s: unexpected error", job.id)
-                store.finish_failed(
+                store.jobs.finish_failed(
                     job.id,
                     "internal_error",
                     f"Unexpected error in the worker: {type(exc).__name__}: {exc}",
@@ -218,7 +218,7 @@ class Worker:
         del result
         if data.get("status") == "cancelled":
             message = SHUTDOWN_MESSAGE if self.stop_event.is_set() else CANCEL_MESSAGE
-            store.finish_cancelled(job.id, data, message)
+            store.jobs.finish_cancelled(job.id, data, message)
         else:
             fault_point("before_result")
-            store.finish_succeeded(job.id, data)
+            store.jobs.finish_succeeded(job.id, data)

@@ -32,7 +32,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
-    app.state.store.replace_devices([DeviceInfo(name="CPU", full_name="Test CPU")])
+    app.state.store.workers.replace_devices([DeviceInfo(name="CPU", full_name="Test CPU")])
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
     app.state.store.close()

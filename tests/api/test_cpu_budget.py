@@ -66,7 +66,7 @@ class _CostlyApp:
 def test_requests_wait_for_the_budget_only_while_a_job_runs(
     store: Store, model: dict[str, Any]
 ) -> None:
-    job = store.create_job(job_params(model["id"]), max_queue=10)
+    job = store.jobs.create(job_params(model["id"]), max_queue=10)
     clocks = _Clocks()
     slept: list[float] = []
 
@@ -82,7 +82,7 @@ def test_requests_wait_for_the_budget_only_while_a_job_runs(
         assert client.get("/jobs").status_code == 200
     assert slept == []
 
-    store.claim_next_job(worker_pid=1)  # now one runs: 0.1 CPU-s per second for the API
+    store.jobs.claim_next(worker_pid=1)  # now one runs: 0.1 CPU-s per second for the API
     for _ in range(30):
         assert client.get("/jobs").status_code == 200
     assert inner.calls == 60  # every request was answered
@@ -91,7 +91,7 @@ def test_requests_wait_for_the_budget_only_while_a_job_runs(
     assert budget.delayed_requests == len(slept) > 0
     assert budget.delay_s_total == pytest.approx(sum(slept))
 
-    store.finish_failed(job.id, "inference_failed", "done")
+    store.jobs.finish_failed(job.id, "inference_failed", "done")
     slept.clear()
     for _ in range(30):
         assert client.get("/jobs").status_code == 200

@@ -35,14 +35,14 @@ def test_running_job_is_read_fresh_and_finished_job_from_the_cache(
     client: TestClient, store: Store, model: dict[str, Any]
 ) -> None:
     job_id = _submit(client, model)
-    claimed = store.claim_next_job(worker_pid=1)
+    claimed = store.jobs.claim_next(worker_pid=1)
     assert claimed is not None and claimed.id == job_id
-    store.update_progress(job_id, Progress(fraction=0.4, iterations=2, elapsed_s=0.1))
+    store.jobs.update_progress(job_id, Progress(fraction=0.4, iterations=2, elapsed_s=0.1))
     assert client.get(f"/jobs/{job_id}").json()["progress"]["iterations"] == 2
-    store.update_progress(job_id, Progress(fraction=0.8, iterations=4, elapsed_s=0.2))
+    store.jobs.update_progress(job_id, Progress(fraction=0.8, iterations=4, elapsed_s=0.2))
     assert client.get(f"/jobs/{job_id}").json()["progress"]["iterations"] == 4  # not cached
 
-    store.finish_failed(job_id, "inference_failed", "boom")
+    store.jobs.finish_failed(job_id, "inference_failed", "boom")
     cache: FinishedJobJson = client.app.state.job_json  # type: ignore[attr-defined]
     first = client.get(f"/jobs/{job_id}")
     assert first.json()["status"] == "failed"
@@ -57,7 +57,7 @@ def test_deleted_job_is_404_and_gone_from_lists_even_when_cached(
     job_id = _submit(client, model)
     assert client.post(f"/jobs/{job_id}/cancel").json()["status"] == "cancelled"
     assert client.get(f"/jobs/{job_id}").status_code == 200  # now cached
-    store.delete_job(job_id)  # behind the API's back: the cache still holds it
+    store.jobs.delete(job_id)  # behind the API's back: the cache still holds it
     assert client.get(f"/jobs/{job_id}").status_code == 404
     assert [j["id"] for j in client.get("/jobs").json()] == []
     assert client.get("/jobs").headers["X-Total-Count"] == "0"

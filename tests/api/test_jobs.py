@@ -123,9 +123,9 @@ def test_cancel_and_delete(client: TestClient, model: dict[str, Any], store: Sto
     assert_error(client.post("/jobs/nope/cancel"), 404, "job_not_found")
 
     running_id = submit(client, model["id"]).json()["id"]
-    store.claim_next_job(1)
+    store.jobs.claim_next(1)
     assert client.post(f"/jobs/{running_id}/cancel").json()["status"] == "running"
-    assert store.is_cancel_requested(running_id)
+    assert store.jobs.is_cancel_requested(running_id)
     assert_error(client.delete(f"/jobs/{running_id}"), 409, "job_not_finished")
 
 

@@ -51,7 +51,7 @@ def test_same_read_is_served_from_memory_until_anything_commits(tmp_path: Path) 
 
     # A commit from another connection, as the worker's progress write: everything is stale.
     writer = Store(store.data_dir)
-    writer.record_worker_start(pid=1)
+    writer.workers.record_start(pid=1)
     assert client.get("/jobs?limit=20").json() == {"call": 4}
     assert client.get("/jobs/abc").json() == {"call": 5}
     assert client.get("/jobs/abc").json() == {"call": 5}
@@ -89,7 +89,7 @@ def test_etag_and_if_none_match(tmp_path: Path) -> None:
     assert client.get("/jobs/abc", headers={"If-None-Match": '"other"'}).status_code == 200
 
     writer = Store(store.data_dir)
-    writer.record_worker_start(pid=1)
+    writer.workers.record_start(pid=1)
     changed = client.get("/jobs/abc", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.json() == {"call": 2}
     assert changed.headers["etag"] != etag
@@ -105,10 +105,10 @@ def test_a_running_job_polled_through_the_app_is_always_current(
         "/jobs", json={"model_id": model["id"], "device": "CPU", "api": "sync", "niter": 5}
     )
     job_id = submitted.json()["id"]
-    assert store.claim_next_job(worker_pid=1) is not None
+    assert store.jobs.claim_next(worker_pid=1) is not None
     seen = []
     for iterations in range(1, 4):
-        store.update_progress(
+        store.jobs.update_progress(
             job_id, Progress(fraction=iterations / 5, iterations=iterations, elapsed_s=0.1)
         )
         response = client.get(f"/jobs/{job_id}")
@@ -117,7 +117,7 @@ def test_a_running_job_polled_through_the_app_is_always_current(
         seen.append(response.json()["progress"]["iterations"])
         assert client.get("/jobs").json()[0]["progress"]["iterations"] == iterations
     assert seen == [1, 2, 3]
-    store.finish_failed(job_id, "inference_failed", "boom")
+    store.jobs.finish_failed(job_id, "inference_failed", "boom")
     assert client.get(f"/jobs/{job_id}").json()["status"] == "failed"
     assert client.delete(f"/jobs/{job_id}").status_code == 204
     assert client.get(f"/jobs/{job_id}").status_code == 404

@@ -27,7 +27,7 @@ def test_health_and_version(client: TestClient) -> None:
 
 def test_readyz_follows_the_worker_heartbeat(client: TestClient, store: Store) -> None:
     assert_error(client.get("/readyz"), 503, "worker_not_ready")
-    store.record_worker_start(4242)
+    store.workers.record_start(4242)
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["worker"]["pid"] == 4242
 
@@ -35,7 +35,7 @@ def test_readyz_follows_the_worker_heartbeat(client: TestClient, store: Store) -
 def test_readyz_fails_on_a_stale_heartbeat(settings: Settings) -> None:
     stale = settings.model_copy(update={"heartbeat_timeout_s": 1e-9})
     app = create_app(stale)
-    app.state.store.record_worker_start(1)
+    app.state.store.workers.record_start(1)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert_error(client.get("/readyz"), 503, "worker_not_ready")
 
@@ -47,8 +47,8 @@ def test_metrics_are_computed_from_the_store(
         "/jobs", json={"model_id": model["id"], "device": "CPU", "api": "async"}
     ).json()
     client.post("/jobs", json={"model_id": model["id"], "device": "CPU", "api": "sync"})
-    store.claim_next_job(1)
-    store.finish_succeeded(
+    store.jobs.claim_next(1)
+    store.jobs.finish_succeeded(
         job["id"], {"throughput_fps": 321.0, "iterations": 3, "latency_ms": {"median": 2.5}}
     )
     text = client.get("/metrics").text
@@ -63,7 +63,7 @@ def test_metrics_are_computed_from_the_store(
     )
     assert "ovbench_last_latency_median_ms{" in text
     # computed per scrape: the store changes, the numbers follow
-    store.claim_next_job(1)
+    store.jobs.claim_next(1)
     assert "ovbench_worker_busy 1.0" in client.get("/metrics").text
 
 

@@ -106,7 +106,7 @@ def test_a_second_worker_on_the_same_data_dir_waits_and_runs_never_overlap(
     for (_, end), (start, _) in pairwise(intervals):
         assert start >= end, f"two runs overlapped: one ended {end}, the next started {start}"
     store = Store(server.data_dir)
-    ran_by = Counter(store.get_job(j["id"]).worker_pid for j in jobs[1:])
+    ran_by = Counter(store.jobs.get(j["id"]).worker_pid for j in jobs[1:])
     store.close()
     assert set(ran_by) <= {serve_worker, second.pid}
     print(f"jobs per worker pid: {dict(ran_by)} (second worker {second.pid})")
@@ -141,14 +141,14 @@ def test_a_serve_started_beside_a_running_worker_leaves_its_job_alone_and_waits(
     server.stop()
     data_dir = server.data_dir
     store = Store(data_dir)
-    running = store.create_job(
+    running = store.jobs.create(
         {"model_id": model_id, "device": "CPU", "api": "sync", "duration_s": 60}, max_queue=10
     )
     settings = Settings(data_dir=data_dir, worker_poll_interval_s=0.05)
     stray = _start_worker(settings, tmp_path / "stray-worker.log")
     try:
         wait_for(
-            lambda: store.get_job(running.id).progress_iterations > 0, 30, "the stray worker's run"
+            lambda: store.jobs.get(running.id).progress_iterations > 0, 30, "the stray worker's run"
         )
         after = make_server(data_dir)
         assert after.job(running.id)["status"] == "running"  # not marked interrupted

@@ -98,13 +98,13 @@ def test_compiled_models_are_released_when_each_job_ends(
     monkeypatch.setattr(ov.Core, "compile_model", spy)
     worker = Worker(settings, store)
     for i in range(12):  # sync, async, a failing shape, a cancelled run
-        store.create_job(soak.job_body(i, model_ids), max_queue=100)
-        job = store.claim_next_job(worker.pid)
+        store.jobs.create(soak.job_body(i, model_ids), max_queue=100)
+        job = store.jobs.claim_next(worker.pid)
         assert job is not None
         if i % 10 == 3:
-            store.request_cancel(job.id)
+            store.jobs.request_cancel(job.id)
         worker.run_job(job)
-        assert store.get_job(job.id).status in ("succeeded", "failed", "cancelled")
+        assert store.jobs.get(job.id).status in ("succeeded", "failed", "cancelled")
         alive = [ref for ref in compiled if ref() is not None]
         assert alive == [], f"job {i}: a compiled model outlived its job"
     assert len(compiled) >= 10  # the spy saw the compiles: the check above means something

@@ -34,7 +34,7 @@ def _model(store: Store) -> str:
         description={},
         created_at=utcnow(),
     )
-    return store.add_model(row)[0].id
+    return store.catalog.add_model(row)[0].id
 
 
 def test_concurrent_submissions_with_one_key_create_one_job(tmp_path: Path) -> None:
@@ -43,11 +43,11 @@ def test_concurrent_submissions_with_one_key_create_one_job(tmp_path: Path) -> N
     params = {"model_id": model_id, "device": "CPU", "api": "sync", "niter": 1}
     stores = [Store(store.data_dir) for _ in range(6)]  # separate connections, like processes
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda s: s.submit_job(params, 100, "k1", "h1"), stores))
+        results = list(pool.map(lambda s: s.jobs.submit(params, 100, "k1", "h1"), stores))
     assert len({row.id for row, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     with pytest.raises(ValidationError) as error:
-        store.submit_job(params, 100, "k1", "another-request")
+        store.jobs.submit(params, 100, "k1", "another-request")
     assert error.value.code == "idempotency_key_reused" and error.value.status_code == 422
     for s in stores:
         s.close()
@@ -85,7 +85,7 @@ def test_the_sweep_keeps_referenced_and_young_files(tmp_path: Path) -> None:
     staged = blobs.stage(1 << 20, filename="kept.bin")
     staged.write(b"kept")
     kept = blobs.commit(staged)
-    store.add_model(
+    store.catalog.add_model(
         ModelRow(
             id="k" * 32,
             name="k",
@@ -105,8 +105,8 @@ def test_the_sweep_keeps_referenced_and_young_files(tmp_path: Path) -> None:
     past = time.time() - 3600
     os.utime(old_orphan, (past, past))
     os.utime(kept, (past, past))
-    assert store.sweep_unreferenced(grace_s=600) == 1
+    assert store.catalog.sweep_unreferenced(grace_s=600) == 1
     assert kept.exists() and young_orphan.exists() and not old_orphan.exists()
-    assert store.sweep_unreferenced(grace_s=0) == 1  # start-up: no grace
+    assert store.catalog.sweep_unreferenced(grace_s=0) == 1  # start-up: no grace
     assert kept.exists() and not young_orphan.exists()
     store.close()

@@ -63,9 +63,9 @@ def test_the_database_refuses_succeeded_without_a_result(tmp_path: Path) -> None
         with pytest.raises(Exception, match="CHECK constraint failed"), store.engine.begin() as c:
             c.execute(text(f"UPDATE jobs SET status = 'succeeded', result = {result}"))
     with pytest.raises(ValueError):
-        store.finish_succeeded("j1", {})
-    assert store.get_job("j1").status == "running"
-    assert store.finish_succeeded("j1", {"throughput_fps": 1.0})
+        store.jobs.finish_succeeded("j1", {})
+    assert store.jobs.get("j1").status == "running"
+    assert store.jobs.finish_succeeded("j1", {"throughput_fps": 1.0})
     store.close()
 
 

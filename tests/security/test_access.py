@@ -34,7 +34,7 @@ def app_client(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
     """The real app over a fresh data dir (no worker), built from `Settings(**overrides)`."""
     settings = Settings(data_dir=tmp_path / "data", **overrides)
     app = create_app(settings)
-    app.state.store.replace_devices([DeviceInfo(name="CPU", full_name="Test CPU")])
+    app.state.store.workers.replace_devices([DeviceInfo(name="CPU", full_name="Test CPU")])
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client

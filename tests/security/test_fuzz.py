@@ -64,8 +64,8 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iter
         )
     )
     store = app.state.store
-    store.replace_devices([DeviceInfo(name="CPU", full_name="Fuzz CPU")])
-    store.record_worker_start(os.getpid())
+    store.workers.replace_devices([DeviceInfo(name="CPU", full_name="Fuzz CPU")])
+    store.workers.record_start(os.getpid())
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.store import Store
-from app.store.store import new_id
-from app.store.tables import DatasetRow, ModelRow, utcnow
+from app.store.tables import DatasetRow, ModelRow, new_id, utcnow
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def model_row(store: Store) -> ModelRow:
         {"name": "model.xml", "original_name": "a.xml", "sha256": xml, "size_bytes": 6},
         {"name": "model.bin", "original_name": "a.bin", "sha256": weights, "size_bytes": 16},
     ]
-    row, created = store.add_model(
+    row, created = store.catalog.add_model(
         ModelRow(
             id=new_id(),
             name="a",
@@ -54,7 +53,7 @@ def model_row(store: Store) -> ModelRow:
 @pytest.fixture
 def dataset_row(store: Store) -> DatasetRow:
     sha = put_blob(store, b"image-bytes")
-    return store.add_dataset(
+    return store.catalog.add_dataset(
         DatasetRow(
             id=new_id(),
             count=1,

@@ -30,12 +30,14 @@ def test_migrations_create_every_table_and_are_idempotent(store: Store) -> None:
 def test_state_survives_reopening_the_data_dir(
     tmp_path: Path, model_row: object, store: Store
 ) -> None:
-    job = store.create_job(job_params(store.list_models()[0].id), max_queue=10)
+    job = store.jobs.create(job_params(store.catalog.list_models()[0].id), max_queue=10)
     store.close()
     reopened = Store(store.data_dir)
     reopened.migrate()
-    assert reopened.get_job(job.id).status == "queued"
-    assert [m.id for m in reopened.list_models()] == [m.id for m in store.list_models()]
+    assert reopened.jobs.get(job.id).status == "queued"
+    assert [m.id for m in reopened.catalog.list_models()] == [
+        m.id for m in store.catalog.list_models()
+    ]
     reopened.close()
 
 
@@ -43,14 +45,14 @@ def test_change_token_moves_with_every_commit_from_any_process(store: Store) -> 
     first = store.change_token()
     assert first is not None
     assert store.change_token() == first  # reads alone change nothing
-    store.list_models()
+    store.catalog.list_models()
     assert store.change_token() == first
-    store.record_worker_start(pid=1)  # a commit through the store's own pool
+    store.workers.record_start(pid=1)  # a commit through the store's own pool
     second = store.change_token()
     assert second != first
     code = (
         "import sys; from app.store import Store; "
-        "s = Store(sys.argv[1]); s.heartbeat(pid=1, current_job_id=None); s.close()"
+        "s = Store(sys.argv[1]); s.workers.heartbeat(pid=1, current_job_id=None); s.close()"
     )
     subprocess.run([sys.executable, "-c", code, str(store.data_dir)], check=True)
     assert store.change_token() != second  # a commit by another process, as the worker's

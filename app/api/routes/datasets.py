@@ -81,12 +81,12 @@ async def create_dataset(request: Request, store: StoreDep, settings: SettingsDe
 
 @router.get("", response_model=list[DatasetRead], summary="List datasets, newest first")
 def list_datasets(store: StoreDep) -> list[DatasetRead]:
-    return [dataset_read(row) for row in store.list_datasets()]
+    return [dataset_read(row) for row in store.catalog.list_datasets()]
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=error_responses(404, 422))
 def read_dataset(dataset_id: str, store: StoreDep) -> DatasetRead:
-    return dataset_read(store.get_dataset(dataset_id))
+    return dataset_read(store.catalog.get_dataset(dataset_id))
 
 
 @router.delete(
@@ -97,5 +97,5 @@ def read_dataset(dataset_id: str, store: StoreDep) -> DatasetRead:
     summary="Delete a dataset (409 while a queued or running job uses it)",
 )
 def delete_dataset(dataset_id: str, store: StoreDep) -> Response:
-    store.delete_dataset(dataset_id)
+    store.catalog.delete_dataset(dataset_id)
     return Response(status_code=204)

@@ -98,7 +98,7 @@ JOB_CREATE_BODY: dict[str, Any] = {
 
 
 def _job_reads(store: Store, rows: Sequence[JobRow], settings: Settings) -> list[JobRead]:
-    positions = store.queue_positions(rows)
+    positions = store.jobs.queue_positions(rows)
     return [job_read(row, positions.get(row.id), settings.default_duration_s) for row in rows]
 
 
@@ -236,10 +236,10 @@ def _validate_job(
         for err in details:
             err["loc"] = [source, *err["loc"]]
         raise ValidationError(describe_validation(details), details=details) from exc
-    check_device(job.device, [d.name for d in store.list_devices()])
+    check_device(job.device, [d.name for d in store.workers.list_devices()])
     check_job_files(job, settings)  # extension libraries / GPU configs: admin's dir only
     if model_known and any(getattr(job, field) is not None for field in PER_INPUT_FIELDS):
-        check_model_inputs(job, model_inputs(store.get_model(job.model_id)))
+        check_model_inputs(job, model_inputs(store.catalog.get_model(job.model_id)))
     return job
 
 
@@ -282,7 +282,7 @@ def _submit(
     params = job.model_dump(mode="json", exclude_none=True)
     if idempotency_key is not None and request_hash is None:
         request_hash = _request_hash(params)
-    row, created = store.submit_job(params, settings.max_queue, idempotency_key, request_hash)
+    row, created = store.jobs.submit(params, settings.max_queue, idempotency_key, request_hash)
     return _answer(store, row, created, response, settings)
 
 
@@ -329,7 +329,7 @@ def _submit_multipart(
         request_hash = _request_hash(
             {"params": params, "files": sorted((f.field, f.sha256) for f in form.files)}
         )
-        existing = store.find_idempotent_job(idempotency_key, request_hash)
+        existing = store.jobs.find_idempotent(idempotency_key, request_hash)
         if existing is not None:  # a retry: store nothing again
             return _answer(store, existing, False, response, settings)
     model_files = [f for f in form.files if f.field in MODEL_FILE_FIELDS]
@@ -368,15 +368,15 @@ def _submit_multipart(
         answer = _submit(store, settings, job, response, idempotency_key, request_hash)
         if response.headers.get("Idempotent-Replayed"):  # lost a race with its own retry
             if created_dataset is not None:
-                store.delete_dataset(created_dataset)
+                store.catalog.delete_dataset(created_dataset)
             if created_model is not None and created_model != answer.model_id:
-                store.delete_model(created_model)
+                store.catalog.delete_model(created_model)
         return answer
     except Exception:
         if created_model is not None:
-            store.delete_model(created_model)
+            store.catalog.delete_model(created_model)
         if created_dataset is not None:
-            store.delete_dataset(created_dataset)
+            store.catalog.delete_dataset(created_dataset)
         raise
 
 
@@ -442,7 +442,7 @@ async def list_jobs(
 ) -> Response:
     # Polled by dashboards: read inline (SQLite WAL reads take well under a millisecond) and
     # serialize once with pydantic-core, instead of a thread-pool hop and FastAPI re-validating.
-    heads, total = store.list_job_heads(
+    heads, total = store.jobs.list_heads(
         status=status, model_id=model_id, limit=limit, offset=offset
     )
     bodies = jobs_json(store, cache, heads, settings.default_duration_s)
@@ -454,7 +454,7 @@ async def list_jobs(
 async def read_job(
     job_id: str, store: StoreDep, cache: JobJsonDep, settings: SettingsDep
 ) -> Response:
-    bodies = jobs_json(store, cache, [store.job_head(job_id)], settings.default_duration_s)
+    bodies = jobs_json(store, cache, [store.jobs.head(job_id)], settings.default_duration_s)
     if not bodies:  # deleted between the two reads
         raise NotFoundError(f"No job with id {job_id!r}", code="job_not_found")
     return Response(bodies[0], media_type="application/json")
@@ -467,7 +467,7 @@ async def read_job(
     summary="Cancel: a queued job at once, a running one within 2 s",
 )
 def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JobRead:
-    return _job_reads(store, [store.request_cancel(job_id)], settings)[0]
+    return _job_reads(store, [store.jobs.request_cancel(job_id)], settings)[0]
 
 
 @router.delete(
@@ -478,6 +478,6 @@ def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JobRead:
     summary="Delete a finished job (409 while queued or running)",
 )
 def delete_job(job_id: str, store: StoreDep, cache: JobJsonDep) -> Response:
-    store.delete_job(job_id)
+    store.jobs.delete(job_id)
     cache.discard(job_id)
     return Response(status_code=204)

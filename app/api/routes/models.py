@@ -96,12 +96,12 @@ async def create_model(
 
 @router.get("", response_model=list[ModelRead], summary="List models, newest first")
 def list_models(store: StoreDep) -> list[ModelRead]:
-    return [model_read(row) for row in store.list_models()]
+    return [model_read(row) for row in store.catalog.list_models()]
 
 
 @router.get("/{model_id}", response_model=ModelRead, responses=error_responses(404, 422))
 def read_model(model_id: str, store: StoreDep) -> ModelRead:
-    return model_read(store.get_model(model_id))
+    return model_read(store.catalog.get_model(model_id))
 
 
 @router.delete(
@@ -112,5 +112,5 @@ def read_model(model_id: str, store: StoreDep) -> ModelRead:
     summary="Delete a model (409 while a queued or running job uses it)",
 )
 def delete_model(model_id: str, store: StoreDep) -> Response:
-    store.delete_model(model_id)
+    store.catalog.delete_model(model_id)
     return Response(status_code=204)

@@ -25,7 +25,7 @@ API_VERSION = "1"
 def list_devices(store: StoreDep) -> list[DeviceRead]:
     return [
         DeviceRead(name=d.name, full_name=d.full_name, properties=d.properties)
-        for d in store.list_devices()
+        for d in store.workers.list_devices()
     ]
 
 
@@ -41,7 +41,7 @@ async def read_health() -> HealthRead:  # async: no thread-pool hop for a probe
     summary="The worker is alive (fresh heartbeat)",
 )
 def read_readiness(store: StoreDep, settings: SettingsDep) -> ReadyRead:
-    worker = store.read_worker()
+    worker = store.workers.read()
     if worker is None:
         raise UnavailableError("No worker has started yet", code="worker_not_ready")
     age_s = (datetime.now(UTC) - worker.heartbeat_at).total_seconds()
