@@ -210,8 +210,8 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     from app.api import create_app
+    from app.dispatch import LocalDispatcher
     from app.store import Store
-    from app.worker.supervisor import Supervisor
 
     store = Store(settings.data_dir, max_data_bytes=settings.max_data_bytes)
     store.migrate()
@@ -221,10 +221,9 @@ def main(argv: list[str]) -> int:
     store.workers.clear()  # a heartbeat left by a dead worker must not make /readyz pass
     if interrupted:
         logger.warning("%d job(s) left running by a dead process marked failed", len(interrupted))
-    app = create_app(settings, store)
-
-    supervisor = Supervisor(settings, store)
-    supervisor.start()
+    dispatcher = LocalDispatcher(settings, store)
+    app = create_app(settings, store, dispatcher)
+    dispatcher.start()
     stop_retention = threading.Event()
     threading.Thread(
         target=_retention_loop,
@@ -254,7 +253,7 @@ def main(argv: list[str]) -> int:
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Stop the worker while uvicorn drains in-flight requests, not after.
             if not self.should_exit:
-                threading.Thread(target=supervisor.stop, name="stop-worker", daemon=True).start()
+                threading.Thread(target=dispatcher.stop, name="stop-worker", daemon=True).start()
             super().handle_exit(sig, frame)
 
     server = _Server(config)
@@ -273,7 +272,7 @@ def main(argv: list[str]) -> int:
     finally:
         logger.info("stopping the worker")
         stop_retention.set()
-        supervisor.stop()
+        dispatcher.stop()
         store.close()
         sock.close()
         lock.close()

@@ -18,6 +18,7 @@ from app.api.metrics import build_registry
 from app.api.read_cache import ReadCache
 from app.api.routes import datasets, jobs, models, system
 from app.api.schemas import JobCreate
+from app.dispatch import Dispatcher, LocalDispatcher
 from app.engine.spec import BenchmarkResult
 from app.errors import error_body, install_error_handlers
 from app.settings import Settings
@@ -30,16 +31,25 @@ benchmark_app's parameters, read the result JSON by job id. One worker process o
 devices and runs one job at a time."""
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    """The API over the store in `settings.data_dir` (migrated here; idempotent)."""
+def create_app(
+    settings: Settings, store: Store | None = None, dispatcher: Dispatcher | None = None
+) -> FastAPI:
+    """The API over the store in `settings.data_dir` (migrated here; idempotent).
+
+    Submitted jobs go to `dispatcher`; by default the local engine's, which whoever runs the
+    worker starts (`ovbench serve` does; tests run their own worker, or none).
+    """
     from app.engine.runner import ovbench_version
 
     if store is None:
         store = Store(settings.data_dir)
         store.migrate()
+    if dispatcher is None:
+        dispatcher = LocalDispatcher(settings, store)
     app = FastAPI(title="ovbench", version=ovbench_version(), description=DESCRIPTION)
     app.state.settings = settings
     app.state.store = store
+    app.state.dispatcher = dispatcher
     app.state.job_json = FinishedJobJson()
     app.state.cpu_budget = budget_for(settings.api_cpu_share_while_running)
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)

@@ -15,9 +15,7 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.schemas import JobCreate
 from app.errors import error_body
-from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +80,3 @@ class TokenAuthMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-def check_job_files(job: JobCreate, settings: Settings) -> None:
-    """403/422 unless every extension library and GPU config the job names is a file inside
-    the admin's `extensions_dir` (never an upload, never a path outside it)."""
-    for name in [*(job.extensions or []), *([job.gpu_config] if job.gpu_config else [])]:
-        settings.extension_file(name)

@@ -1,4 +1,5 @@
-"""Typed dependencies for the routes: the store, the settings and the finished-job JSON cache."""
+"""Typed dependencies for the routes: the store, the settings, the dispatcher and the
+finished-job JSON cache."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.api.job_views import FinishedJobJson
 from app.api.schemas import ErrorRead
+from app.dispatch import Dispatcher
 from app.settings import Settings
 from app.store import Store
 
@@ -22,6 +24,11 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
 async def get_job_json(request: Request) -> FinishedJobJson:
     cache: FinishedJobJson = request.app.state.job_json
     return cache
@@ -29,6 +36,7 @@ async def get_job_json(request: Request) -> FinishedJobJson:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 JobJsonDep = Annotated[FinishedJobJson, Depends(get_job_json)]
 
 

@@ -219,3 +219,17 @@ async def read_multipart(
             "The multipart body ended in the middle of a file", details={"files": unfinished}
         )
     return form
+
+
+# Parts a model or dataset upload may carry beyond its files (text fields such as `name`).
+FORM_FIELD_PARTS = 8
+
+
+def check_file_count(form: UploadedForm, limit: int, what: str) -> None:
+    """413 when a form carries more files than `limit` (a setting)."""
+    if len(form.files) > limit:
+        raise PayloadTooLargeError(
+            f"A {what} takes at most {limit} files; got {len(form.files)}",
+            code="too_many_files",
+            details={"files": len(form.files), "max_files": limit},
+        )

@@ -72,7 +72,7 @@ def test_300_jobs_keep_worker_rss_fds_and_temp_files_flat(
 def test_compiled_models_are_released_when_each_job_ends(
     tmp_path: Path, soak: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.api.ingest import ingest_model
+    from app.services.ingest import ingest_model
 
     settings = Settings(data_dir=tmp_path / "data")
     store = Store(settings.data_dir)

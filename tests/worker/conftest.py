@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.api.ingest import ingest_dataset, ingest_model
+from app.services.ingest import ingest_dataset, ingest_model
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import DatasetRow, ModelRow

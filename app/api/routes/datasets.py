@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, error_responses
-from app.api.ingest import FORM_FIELD_PARTS, check_file_count, ingest_dataset
 from app.api.schemas import DatasetFileRead, DatasetRead
-from app.api.uploads import read_multipart
+from app.api.uploads import FORM_FIELD_PARTS, check_file_count, read_multipart
 from app.errors import ValidationError
+from app.services.ingest import ingest_dataset
 from app.store.tables import DatasetRow
 
 logger = logging.getLogger(__name__)

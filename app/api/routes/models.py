@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, error_responses
-from app.api.ingest import FORM_FIELD_PARTS, check_file_count, ingest_model
 from app.api.schemas import ModelFileRead, ModelRead
-from app.api.uploads import read_multipart
+from app.api.uploads import FORM_FIELD_PARTS, check_file_count, read_multipart
 from app.engine.spec import PortInfo
 from app.errors import ValidationError
+from app.services.ingest import ingest_model
 from app.store.tables import ModelRow
 
 logger = logging.getLogger(__name__)

@@ -15,11 +15,10 @@ from pathlib import PurePath
 
 import numpy as np
 
-from app.api.uploads import UploadedForm
 from app.engine.errors import EngineError
 from app.engine.inputs import IMAGE_EXTENSIONS, NUMPY_EXTENSIONS, verify_image
 from app.engine.model import MODEL_FORMATS, describe_model
-from app.errors import PayloadTooLargeError, UnsupportedMediaError, ValidationError
+from app.errors import UnsupportedMediaError, ValidationError
 from app.store import Store
 from app.store.blobs import StagedFile
 from app.store.tables import DatasetRow, ModelRow, new_id, utcnow
@@ -53,20 +52,6 @@ def safe_name(filename: str, fallback: str) -> str:
     """A file name that is safe as a single path component in our directories."""
     name = _UNSAFE.sub("_", filename).lstrip(".")
     return name[:200] or fallback
-
-
-# Parts a model or dataset upload may carry beyond its files (text fields such as `name`).
-FORM_FIELD_PARTS = 8
-
-
-def check_file_count(form: UploadedForm, limit: int, what: str) -> None:
-    """413 when a form carries more files than `limit` (a setting)."""
-    if len(form.files) > limit:
-        raise PayloadTooLargeError(
-            f"A {what} takes at most {limit} files; got {len(form.files)}",
-            code="too_many_files",
-            details={"files": len(form.files), "max_files": limit},
-        )
 
 
 def _suffix(filename: str) -> str:

@@ -1,0 +1,29 @@
+"""The seam between the API and whatever runs jobs.
+
+A `Dispatcher` carries jobs the store has queued to the engine that runs them. The store stays
+the source of truth: a job's states change only there (`store.jobs`), and a dispatcher only
+tells its engine that there is work, so nothing is lost if it forgets. One engine so far:
+
+- `LocalDispatcher` (local.py): the embedded default; one worker process on this host, started
+  and supervised here, claims the oldest queued job from the store by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.dispatch.local import LocalDispatcher
+
+
+class Dispatcher(Protocol):
+    def start(self) -> None:
+        """Start whatever runs jobs on this side (the local engine: its worker process)."""
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop it; a running job ends as the engine's shutdown rule says."""
+
+    def job_queued(self, job_id: str) -> None:
+        """A job was committed as `queued`: let the engine know (after the commit, never before)."""
+
+
+__all__ = ["Dispatcher", "LocalDispatcher"]
