@@ -1,14 +1,16 @@
 """`ovbench serve`: the API under uvicorn (one process) plus one supervised worker process.
 
 Start-up order: bind and listen on the port (a taken port fails here, at once, naming the
-port and how to pick another), lock the data dir, migrate the database, sweep staging
-leftovers and unreferenced files, mark jobs left `running` by a dead process as failed
-("interrupted"), start the worker (from a thread at normal priority) and the periodic
-retention sweep, lower the API's own priority, then hand the socket to uvicorn and log
-"ovbench serving on http://HOST:PORT" once it serves. Ctrl-C or SIGTERM stops accepting
-connections, lets in-flight requests finish (up to GRACEFUL_HTTP_SHUTDOWN_S) while the
-worker is stopped in parallel (it cancels its running job, recorded as `cancelled`), and
-exits 0 within 10 s.
+port and how to pick another), lock the data dir, open the host's run lock (a lock file
+that cannot be opened fails here, naming it and OVBENCH_RUN_LOCK_PATH), lock the database
+when it is PostgreSQL (OVBENCH_DATABASE_URL: one serve per database, as per data dir) and
+migrate it, sweep staging leftovers and unreferenced files, mark jobs left `running` by a
+dead process as failed ("interrupted"), start the worker (from a thread at normal priority)
+and the periodic retention sweep, lower the API's own priority, then hand the socket to
+uvicorn and log "ovbench serving on http://HOST:PORT" once it serves. Ctrl-C or SIGTERM
+stops accepting connections, lets in-flight requests finish (up to GRACEFUL_HTTP_SHUTDOWN_S)
+while the worker is stopped in parallel (it cancels its running job, recorded as
+`cancelled`), and exits 0 within 10 s.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import IO, TYPE_CHECKING
 
 from app.faults import configure_faults
 from app.settings import ENV_PREFIX, Settings, get_settings
+from app.worker.run_lock import RunLock, RunLockError
 
 if TYPE_CHECKING:
     from app.store import Store
@@ -153,23 +156,23 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def _fail_interrupted_jobs(store: Store) -> list[str]:
-    """Mark jobs left `running` by a dead process `failed` ("interrupted").
+def _fail_interrupted_jobs(store: Store, probe: RunLock) -> list[str]:
+    """Mark jobs left `running` by a dead process `failed` ("interrupted"); closes `probe`.
 
-    When another process holds the run lock (a worker outside this service is running a
-    job on this data dir), a job whose worker pid is alive is really running: leave it.
+    When another process holds the host's run lock (a worker outside this service, of
+    another serve or a stray one, is running a job on this host), a job whose worker pid is
+    alive may really be running: leave it.
     """
-    from app.worker.run_lock import RunLock
-
     message = "The service stopped while this job was running (its process died); submit it again"
-    probe = RunLock(store.data_dir)
     try:
         busy = probe.held_elsewhere()
     finally:
         probe.close()
     if not busy:
         return store.jobs.fail_running("interrupted", message)
-    logger.warning("another process holds %s: a job is running outside this service", probe.path)
+    logger.warning(
+        "another process holds %s: a benchmark is running outside this service", probe.path
+    )
     return [
         job.id
         for job in store.jobs.running()
@@ -206,6 +209,13 @@ def main(argv: list[str]) -> int:
         )
         sock.close()
         return 1
+    try:
+        run_lock = RunLock(settings.run_lock_path)  # opened now: a bad path fails at once
+    except RunLockError as exc:
+        logger.error("%s", exc)
+        lock.close()
+        sock.close()
+        return 1
 
     import uvicorn
 
@@ -213,11 +223,29 @@ def main(argv: list[str]) -> int:
     from app.dispatch import LocalDispatcher
     from app.store import Store
 
-    store = Store(settings.data_dir, max_data_bytes=settings.max_data_bytes)
+    store = Store(
+        settings.data_dir,
+        database_url=settings.database_url,
+        max_data_bytes=settings.max_data_bytes,
+    )
+    if not store.lock_database():  # PostgreSQL: one serve per database, as per data dir
+        logger.error(
+            "another ovbench serve is using the database %s; stop it or point "
+            "%sDATABASE_URL at another database",
+            store.engine.url,
+            ENV_PREFIX,
+        )
+        store.close()
+        run_lock.close()
+        lock.close()
+        sock.close()
+        return 1
     store.migrate()
+    if settings.database_url:
+        logger.info("database %s", store.engine.url)  # the password shown as ***
     store.blobs.clean_tmp()
     store.catalog.sweep_unreferenced(grace_s=0)  # nothing is in flight yet
-    interrupted = _fail_interrupted_jobs(store)
+    interrupted = _fail_interrupted_jobs(store, run_lock)
     store.workers.clear()  # a heartbeat left by a dead worker must not make /readyz pass
     if interrupted:
         logger.warning("%d job(s) left running by a dead process marked failed", len(interrupted))

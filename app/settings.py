@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.spec import DEFAULT_DURATION_S
+from app.worker.run_lock import default_lock_path
 
 ENV_PREFIX = "OVBENCH_"
 
@@ -24,6 +25,17 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default=Path("./var"), description="Database, uploaded files and per-model directories"
+    )
+    database_url: str | None = Field(
+        default=None,
+        repr=False,
+        # It may hold a password: kept out of model_dump, so off the worker's command line
+        # (`ps`); the supervisor hands it to the worker in its environment instead.
+        exclude=True,
+        description=(
+            "SQLAlchemy URL of the database, e.g. postgresql+psycopg://user:password@host/db "
+            "(unset: SQLite, ovbench.db in the data dir)"
+        ),
     )
     host: str = Field(default="127.0.0.1", description="Address to bind")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to bind")
@@ -39,6 +51,14 @@ class Settings(BaseSettings):
     )
     worker_poll_interval_s: float = Field(
         default=0.2, gt=0, description="How often an idle worker looks for a queued job"
+    )
+    run_lock_path: Path = Field(
+        default_factory=default_lock_path,
+        description=(
+            "The host's run lock file: ovbench processes naming the same file run one benchmark "
+            "at a time between them, whatever their data dirs (default /run/lock/ovbench/run.lock, "
+            "else /tmp/ovbench/run.lock)"
+        ),
     )
     cancel_grace_s: float = Field(
         default=6.0, gt=0, description="How long shutdown waits for the worker before killing it"
@@ -132,16 +152,14 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if name == "api_tokens" and value:
                 value = "(set, hidden)"
+            if name == "database_url" and value:
+                value = _without_password(value)
             rows.append((ENV_PREFIX + name.upper(), field.description or "", value))
         return rows
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ovbench.db"
-
-    @property
-    def database_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
 
     def api_token_list(self) -> list[str]:
         """The configured bearer tokens (`api_tokens` plus the file's lines); [] = no auth.
@@ -212,6 +230,15 @@ class Settings(BaseSettings):
                 details={"name": name},
             )
         return path
+
+
+def _without_password(url: str) -> str:
+    """`url` with its password (if any) shown as ***, for help and logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
 
 
 def get_settings(**overrides: Any) -> Settings:

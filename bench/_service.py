@@ -44,7 +44,10 @@ class Service:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="ovbench-bench-"))
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "serve.log"
-        self._env = {**os.environ, **(env or {})}
+        # Its own run lock unless `env` names one: a bench never waits behind a developer's
+        # `make serve`, nor holds one up.
+        own_lock = str(self.data_dir / "run.lock")
+        self._env = {**os.environ, "OVBENCH_RUN_LOCK_PATH": own_lock, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.base_url, timeout=60)
 

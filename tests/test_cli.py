@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from app.cli import main
-from tests.e2e.conftest import Server, group_alive
+from tests.e2e.conftest import RUN_LOCK_ENV, Server, group_alive, own_run_lock
 
 OVBENCH = str(Path(sys.executable).with_name("ovbench"))
 # oneDNN's avx512_core_bf16: what the CPU plugin checks (x86-64) to infer in bf16 by default.
@@ -195,6 +195,7 @@ def test_serve_on_a_taken_port_exits_1_naming_it_and_the_way_out(
 ) -> None:
     data_dir = tmp_path / "second"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OVBENCH_")}
+    env[RUN_LOCK_ENV] = str(own_run_lock(data_dir))  # never the host's lock, should it start
     with _taken_port(by, tmp_path) as port:
         args = [OVBENCH, "serve", "--data-dir", str(data_dir)]
         if via == "--port":

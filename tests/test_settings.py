@@ -18,7 +18,7 @@ import pytest
 from app.engine.spec import DEFAULT_DURATION_S
 from app.serve import main as serve_main
 from app.settings import Settings, get_settings
-from tests.e2e.conftest import START_TIMEOUT_S, free_port, wait_for
+from tests.e2e.conftest import RUN_LOCK_ENV, START_TIMEOUT_S, free_port, own_run_lock, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # Make variables and environment that would steer `make` itself: the tests say what they mean.
@@ -90,6 +90,7 @@ def test_make_serve_takes_the_ovbench_settings(tmp_path: Path, via: str) -> None
         args: tuple[str, ...] = ()
     else:
         env, args = {}, (f"PORT={port}", f"DATA_DIR={data_dir}")
+    env[RUN_LOCK_ENV] = str(own_run_lock(data_dir))  # never the host's lock
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         make = _make("serve", *args, env=env, stdout=log)
@@ -132,3 +133,18 @@ def test_make_models_writes_models_and_images_into_the_data_dir(tmp_path: Path) 
     assert make.returncode == 0, out
     written = sorted(p.name for p in (tmp_path / "sample-models").iterdir())
     assert {"resnet50.xml", "tiny_cnn.bin", "red.png", "grey.png"} <= set(written), written
+
+
+def test_serve_help_shows_the_database_url_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "OVBENCH_DATABASE_URL", "postgresql+psycopg://ovbench:s3cret@db:5432/ovbench"
+    )
+    with pytest.raises(SystemExit):
+        serve_main(["--help"])
+    out = capsys.readouterr().out
+    assert "s3cret" not in out
+    assert "postgresql+psycopg://ovbench:***@db:5432/ovbench" in out
+    monkeypatch.delenv("OVBENCH_DATABASE_URL")
+    assert get_settings().database_url is None  # unset: SQLite in the data dir

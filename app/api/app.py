@@ -42,7 +42,7 @@ def create_app(
     from app.engine.runner import ovbench_version
 
     if store is None:
-        store = Store(settings.data_dir)
+        store = Store(settings.data_dir, database_url=settings.database_url)
         store.migrate()
     if dispatcher is None:
         dispatcher = LocalDispatcher(settings, store)

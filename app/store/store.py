@@ -1,9 +1,10 @@
 """The store: the single source of truth shared by the API and the worker.
 
-One data dir: the database (SQLAlchemy + Alembic) and the content-addressed files, with one
-repository per aggregate: `catalog` (models, datasets and their files, catalog.py), `jobs`
-(the queue and every job's state, jobs.py) and `workers` (the worker slot and its devices,
-workers.py).
+One data dir: the database (SQLAlchemy + Alembic: the SQLite file `ovbench.db` in the data
+dir, or the one `database_url` names, e.g. PostgreSQL) and the content-addressed files, with
+one repository per aggregate: `catalog` (models, datasets and their files, catalog.py),
+`jobs` (the queue and every job's state, jobs.py) and `workers` (the worker slot and its
+devices, workers.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.store.blobs import BlobStore
 from app.store.catalog import Catalog
-from app.store.database import make_engine, migrate
+from app.store.database import SERVE_LOCK_KEY, make_engine, migrate
 from app.store.jobs import Jobs
 from app.store.workers import Workers
 
@@ -37,12 +38,12 @@ class Store:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(self.data_dir, max_data_bytes=max_data_bytes)
-        self.engine: Engine = make_engine(
-            database_url or f"sqlite:///{self.data_dir / 'ovbench.db'}"
-        )
+        self.database_url = database_url or f"sqlite:///{self.data_dir / 'ovbench.db'}"
+        self.engine: Engine = make_engine(self.database_url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._version_lock = threading.Lock()
         self._version_connection: sqlite3.Connection | None = None
+        self._lock_connection: Connection | None = None
         self.catalog = Catalog(self._sessions, self.blobs)
         self.jobs = Jobs(self._sessions)
         self.workers = Workers(self._sessions)
@@ -50,11 +51,39 @@ class Store:
     def migrate(self) -> None:
         migrate(self.engine)
 
+    def lock_database(self) -> bool:
+        """Hold the database for this process alone until `close()` or exit; False when
+        another process holds it.
+
+        `ovbench serve` marks `running` jobs as interrupted and clears the worker slot at
+        start-up, which is only right when no other serve uses the same database. On SQLite
+        the data dir's lock (serve.lock) says so already; on PostgreSQL a session advisory
+        lock on a connection of its own does (the server drops it with that connection, at a
+        kill -9 too).
+        """
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._lock_connection is None:
+            connection = self.engine.connect()
+            held = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": SERVE_LOCK_KEY}
+            ).scalar()
+            connection.commit()  # a session lock outlives the transaction: end it, not idle in one
+            if not held:
+                connection.close()
+                return False
+            self._lock_connection = connection
+        return True
+
     def close(self) -> None:
         with self._version_lock:
             if self._version_connection is not None:
                 self._version_connection.close()
                 self._version_connection = None
+        if self._lock_connection is not None:
+            self._lock_connection.invalidate()  # closed for real, not pooled: the lock goes
+            self._lock_connection.close()
+            self._lock_connection = None
         self.engine.dispose()
 
     def change_token(self) -> int | None:

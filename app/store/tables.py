@@ -1,7 +1,9 @@
 """The store's tables, as SQLAlchemy 2 typed ORM classes.
 
-Portable SQL only (SQLite today, PostgreSQL later): string ids, JSON columns through
-`sqlalchemy.JSON`, timestamps stored as UTC and read back timezone-aware.
+Portable SQL only (SQLite by default, PostgreSQL with `database_url`): string ids, JSON
+columns through `sqlalchemy.JSON` (`json` on PostgreSQL: the text kept as written, key order
+included), timestamps stored as naive UTC (`timestamp without time zone` on PostgreSQL, so
+the session's TimeZone never shifts them) and read back timezone-aware.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class JobRow(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        # `succeeded` only ever comes with its result (migration 0002).
+        # `succeeded` only ever comes with its result (migration 0002, which writes the
+        # PostgreSQL form: `json` has no `!=`, so there it compares `result::text`).
         CheckConstraint(
             "status != 'succeeded' OR (result IS NOT NULL AND result != 'null')",
             name="ck_jobs_succeeded_has_result",
@@ -111,7 +114,9 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     progress_fraction: Mapped[float] = mapped_column(Float, default=0.0)
-    progress_iterations: Mapped[int] = mapped_column(Integer, default=0)
+    progress_iterations: Mapped[int] = mapped_column(
+        Integer().with_variant(BigInteger(), "postgresql"), default=0
+    )
     progress_elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(64))

@@ -15,6 +15,7 @@ from types import FrameType
 
 from app.faults import configure_faults
 from app.settings import Settings
+from app.worker.run_lock import RunLockError
 from app.worker.worker import Worker
 
 logger = logging.getLogger("app.worker")
@@ -32,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = Settings(**json.loads(args.settings_json)) if args.settings_json else Settings()
     configure_faults(settings.fault)
-    worker = Worker(settings)
+    try:
+        worker = Worker(settings)
+    except RunLockError as exc:
+        logger.error("%s", exc)
+        return 1
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         logger.info("worker %d: signal %d, stopping", worker.pid, signum)

@@ -16,6 +16,7 @@ Either way a fresh worker replaces the killed one straight away.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import time
 from typing import Any
 
 from app.engine.defaults import DEFAULT_DEVICE, device_default_duration_s
-from app.settings import Settings
+from app.settings import ENV_PREFIX, Settings
 from app.store import Store
 from app.store.tables import utcnow
 
@@ -34,6 +35,7 @@ _POLL_S = 0.1
 _WATCH_JOB_S = 0.25
 _MAX_BACKOFF_S = 2.0
 _HEALTHY_AFTER_S = 10.0
+DATABASE_URL_ENV = f"{ENV_PREFIX}DATABASE_URL"
 
 
 def describe_exit(returncode: int) -> str:
@@ -64,6 +66,19 @@ def wall_time_budget_s(params: dict[str, Any], settings: Settings) -> float:
         device = str(params.get("device") or DEFAULT_DEVICE)
         measuring = float(device_default_duration_s(device, settings.default_duration_s))
     return measuring + settings.job_allowance_s
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The worker's environment: ours, with OVBENCH_DATABASE_URL set from `settings`.
+
+    The settings JSON on the worker's command line leaves the database URL out (`ps` would
+    show its password); the worker's `Settings` reads it from this environment instead.
+    """
+    env = dict(os.environ)
+    env.pop(DATABASE_URL_ENV, None)
+    if settings.database_url:
+        env[DATABASE_URL_ENV] = settings.database_url
+    return env
 
 
 class Supervisor:
@@ -103,7 +118,9 @@ class Supervisor:
         with self._lock:
             if self._stopping.is_set():
                 return
-            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, env=worker_environment(self.settings)
+            )
             self._started_at = time.monotonic()
         logger.info("worker process %d started", self._process.pid)
 

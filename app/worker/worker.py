@@ -6,10 +6,11 @@ becomes `failed` with code `internal_error`. A watcher thread carries progress t
 store (about twice a second), keeps the heartbeat fresh and turns a cancel request in the
 store (or a shutdown) into the engine's cancel event.
 
-The host's run lock (`run_lock.RunLock`) is held from before a job is claimed until its
-outcome is stored, so no two workers on one data dir ever run at the same time. Objects of a
-run (compiled model, requests) are released by reference counting when `run_job` returns
-(no cycles hold them; a full `gc.collect()` per job found nothing and cost ~150 ms).
+The host's run lock (`run_lock.RunLock` on `settings.run_lock_path`) is held from before a
+job is claimed until its outcome is stored, so no two workers on one host (whatever their
+data dirs) ever run at the same time. Objects of a run (compiled model, requests) are
+released by reference counting when `run_job` returns (no cycles hold them; a full
+`gc.collect()` per job found nothing and cost ~150 ms).
 """
 
 from __future__ import annotations
@@ -123,11 +124,11 @@ class Worker:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings.data_dir)
+        self.store = store or Store(settings.data_dir, database_url=settings.database_url)
         self.pid = os.getpid()
         self.stop_event = threading.Event()
         self._parent_pid = os.getppid()
-        self.run_lock = RunLock(self.store.data_dir)
+        self.run_lock = RunLock(settings.run_lock_path)
 
     @property
     def stopping(self) -> bool:

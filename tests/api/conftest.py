@@ -25,7 +25,10 @@ MAX_QUEUE = 3
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        data_dir=tmp_path / "data", max_upload_bytes=MAX_UPLOAD_BYTES, max_queue=MAX_QUEUE
+        data_dir=tmp_path / "data",
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+        max_queue=MAX_QUEUE,
+        run_lock_path=tmp_path / "run.lock",  # never the host's lock
     )
 
 

@@ -29,6 +29,7 @@ def settings(tmp_path: Path) -> Settings:
         max_upload_bytes=MAX_UPLOAD_BYTES,
         max_queue=20,
         default_duration_s=DURATIONS_S,
+        run_lock_path=tmp_path / "run.lock",  # never the host's lock
     )
 
 

@@ -9,9 +9,12 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from app.api import create_app
 from app.api.read_cache import ReadCache
-from app.engine.spec import Progress
+from app.engine.spec import DeviceInfo, Progress
+from app.settings import Settings
 from app.store import Store
+from tests.api.conftest import model_files
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what we ship
     warnings.filterwarnings("ignore", message=".*httpx.*")
@@ -122,3 +125,45 @@ def test_a_running_job_polled_through_the_app_is_always_current(
     assert client.delete(f"/jobs/{job_id}").status_code == 204
     assert client.get(f"/jobs/{job_id}").status_code == 404
     assert client.get("/jobs").json() == []
+
+
+def test_off_sqlite_nothing_is_cached_and_every_read_is_current(
+    tmp_path: Path, postgres_url: str, tiny_model: Path
+) -> None:
+    """On PostgreSQL the store has no change token: the cache steps aside (no ETag) and the
+    API answers every poll from the database, with another process's commits in it."""
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=postgres_url, run_lock_path=tmp_path / "run.lock"
+    )
+    app = create_app(settings)
+    store: Store = app.state.store
+    assert store.change_token() is None
+    store.workers.replace_devices([DeviceInfo(name="CPU", full_name="Test CPU")])
+    writer = Store(tmp_path / "data", database_url=postgres_url)  # the worker's connections
+    with TestClient(app, raise_server_exceptions=False) as client:
+        model = client.post("/models", files=model_files(tiny_model))
+        assert model.status_code == 201, model.text
+        submitted = client.post(
+            "/jobs", json={"model_id": model.json()["id"], "device": "CPU", "niter": 5}
+        )
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert writer.jobs.claim_next(worker_pid=1) is not None
+        for iterations in range(1, 4):
+            writer.jobs.update_progress(
+                job_id, Progress(fraction=iterations / 5, iterations=iterations, elapsed_s=0.1)
+            )
+            read = client.get(f"/jobs/{job_id}")
+            assert read.status_code == 200 and "etag" not in read.headers
+            assert read.json()["progress"]["iterations"] == iterations
+            assert client.get("/jobs").json()[0]["progress"]["iterations"] == iterations
+        writer.jobs.finish_failed(job_id, "inference_failed", "boom")
+        assert client.get(f"/jobs/{job_id}").json()["status"] == "failed"
+        for path in ("/models", "/datasets", "/devices", "/readyz", "/metrics"):
+            assert client.get(path).status_code in (200, 503), path
+        assert [d["name"] for d in client.get("/devices").json()] == ["CPU"]
+        assert client.get("/jobs/a%00b").status_code == 404  # NUL: not found, as on SQLite
+        assert client.delete(f"/jobs/{job_id}").status_code == 204
+        assert client.get(f"/jobs/{job_id}").status_code == 404
+    writer.close()
+    store.close()

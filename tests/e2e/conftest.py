@@ -20,6 +20,7 @@ from tests.factories import write_known_images, write_tiny_model
 
 OVBENCH = Path(sys.executable).parent / "ovbench"
 START_TIMEOUT_S = 60.0
+RUN_LOCK_ENV = "OVBENCH_RUN_LOCK_PATH"
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -45,20 +46,33 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
 
 
+def own_run_lock(data_dir: Path) -> Path:
+    """A test server's run lock: beside its data dir, never the host's default.
+
+    So the suite never waits for (or holds up) a developer's `make serve`, nor one test for
+    another; serves on one data dir share it, as they share the dir.
+    """
+    return data_dir.parent / f"{data_dir.name}.run.lock"
+
+
 class Server:
-    """One `ovbench serve` process; `stop()` sends SIGTERM and waits."""
+    """One `ovbench serve` process; `stop()` sends SIGTERM and waits.
+
+    Its run lock is `env`'s OVBENCH_RUN_LOCK_PATH, else `own_run_lock(data_dir)`.
+    """
 
     def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.env = env or {}
+        self.run_lock_path = Path(self.env.get(RUN_LOCK_ENV) or own_run_lock(data_dir))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self) -> Server:
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, RUN_LOCK_ENV: str(self.run_lock_path)}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(OVBENCH), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.conftest import OVBENCH, Server, free_port, pid_alive, wait_for
+from tests.e2e.conftest import OVBENCH, RUN_LOCK_ENV, Server, free_port, pid_alive, wait_for
 
 
 def test_restart_keeps_models_datasets_jobs_and_results(
@@ -96,6 +96,7 @@ def test_a_second_serve_on_the_same_data_dir_refuses_to_start(
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, RUN_LOCK_ENV: str(server.run_lock_path)},
     )
     assert second.returncode == 1
     assert "another ovbench serve" in second.stderr

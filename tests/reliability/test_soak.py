@@ -74,7 +74,7 @@ def test_compiled_models_are_released_when_each_job_ends(
 ) -> None:
     from app.services.ingest import ingest_model
 
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", run_lock_path=tmp_path / "run.lock")
     store = Store(settings.data_dir)
     store.migrate()
     model_ids = []

@@ -1,4 +1,9 @@
-"""Fixtures for store tests: a migrated store in a temp data dir, with one model row."""
+"""Fixtures for store tests: a migrated store in a temp data dir, with one model row.
+
+`store` runs every test twice: on SQLite (the file in the data dir, the default) and on a
+fresh database of the session's real PostgreSQL (tests/servers.py). `sqlite_store` is for
+what only SQLite has (pragmas, its change token).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,25 @@ from app.store import Store
 from app.store.tables import DatasetRow, ModelRow, new_id, utcnow
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """None (SQLite in the data dir) or the URL of a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path, database_url: str | None) -> Iterator[Store]:
+    s = Store(tmp_path / "data", database_url=database_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "data")
     s.migrate()
     yield s

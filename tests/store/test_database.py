@@ -12,8 +12,8 @@ from app.store import Store
 from tests.store.conftest import job_params
 
 
-def test_sqlite_runs_in_wal_with_full_sync(store: Store) -> None:
-    with store.engine.connect() as conn:
+def test_sqlite_runs_in_wal_with_full_sync(sqlite_store: Store) -> None:
+    with sqlite_store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() > 0
@@ -32,7 +32,7 @@ def test_state_survives_reopening_the_data_dir(
 ) -> None:
     job = store.jobs.create(job_params(store.catalog.list_models()[0].id), max_queue=10)
     store.close()
-    reopened = Store(store.data_dir)
+    reopened = Store(store.data_dir, database_url=store.database_url)
     reopened.migrate()
     assert reopened.jobs.get(job.id).status == "queued"
     assert [m.id for m in reopened.catalog.list_models()] == [
@@ -41,7 +41,8 @@ def test_state_survives_reopening_the_data_dir(
     reopened.close()
 
 
-def test_change_token_moves_with_every_commit_from_any_process(store: Store) -> None:
+def test_change_token_moves_with_every_commit_from_any_process(sqlite_store: Store) -> None:
+    store = sqlite_store
     first = store.change_token()
     assert first is not None
     assert store.change_token() == first  # reads alone change nothing
@@ -58,7 +59,13 @@ def test_change_token_moves_with_every_commit_from_any_process(store: Store) -> 
     assert store.change_token() != second  # a commit by another process, as the worker's
 
 
-def test_change_token_is_none_off_sqlite(tmp_path: Path) -> None:
+def test_change_token_is_none_off_sqlite(tmp_path: Path, postgres_url: str) -> None:
     other = Store(tmp_path / "data", database_url="sqlite://")  # in memory: nothing to watch
     assert other.change_token() is None
     other.close()
+    on_postgres = Store(tmp_path / "data", database_url=postgres_url)
+    on_postgres.migrate()
+    assert on_postgres.change_token() is None
+    on_postgres.workers.record_start(pid=1)
+    assert on_postgres.change_token() is None  # no counter to follow: nothing may be cached
+    on_postgres.close()

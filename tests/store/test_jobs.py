@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import JSON, null, update
+from sqlalchemy.exc import IntegrityError
 
 from app.engine.spec import DeviceInfo, Progress
-from app.errors import ConflictError, NotFoundError, QueueFullError
+from app.errors import ConflictError, NotFoundError, QueueFullError, ValidationError
 from app.store import Store
-from app.store.tables import DatasetRow, ModelRow
+from app.store.tables import DatasetRow, JobRow, ModelRow, utcnow
 from tests.store.conftest import job_params
 
 RESULT = {
@@ -178,3 +182,163 @@ def test_devices_worker_heartbeat_and_metrics_queries(store: Store, model_row: M
         123.5,
         1.5,
     )
+
+
+def test_claims_from_several_stores_at_once_never_hand_out_a_job_twice(
+    store: Store, model_row: ModelRow
+) -> None:
+    """Separate Store objects (own engines and connections, like worker processes) claim
+    together; each job goes to exactly one of them, and its row names that claimer."""
+    ids = {store.jobs.create(job_params(model_row.id), max_queue=100).id for _ in range(40)}
+    claimers = [Store(store.data_dir, database_url=store.database_url) for _ in range(4)]
+    start = threading.Barrier(len(claimers))
+    claimed: dict[int, list[str]] = {pid: [] for pid in range(1, len(claimers) + 1)}
+
+    def claim_all(pid: int, claimer: Store) -> None:
+        claimer.jobs.queue_depth()  # connected before the start: the race is on the claims
+        start.wait()
+        while (job := claimer.jobs.claim_next(pid)) is not None:
+            claimed[pid].append(job.id)
+
+    threads = [
+        threading.Thread(target=claim_all, args=(pid, claimer))
+        for pid, claimer in zip(claimed, claimers, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for claimer in claimers:
+        claimer.close()
+    every_claim = [job_id for ids_of_one in claimed.values() for job_id in ids_of_one]
+    assert len(every_claim) == len(ids) and set(every_claim) == ids  # once each, none lost
+    for pid, job_ids in claimed.items():
+        assert {row.worker_pid for row in store.jobs.get_many(job_ids)} <= {pid}
+
+
+def test_one_idempotency_key_makes_one_job_from_several_stores_at_once(
+    store: Store, model_row: ModelRow
+) -> None:
+    params = job_params(model_row.id)
+    submitters = [Store(store.data_dir, database_url=store.database_url) for _ in range(4)]
+    start = threading.Barrier(len(submitters))
+
+    def submit(submitter: Store) -> tuple[str, bool]:
+        submitter.jobs.queue_depth()  # connected before the start: the race is on the key
+        start.wait()
+        row, created = submitter.jobs.submit(params, 100, "key-1", "hash-1")
+        return row.id, created
+
+    with ThreadPoolExecutor(len(submitters)) as pool:
+        results = list(pool.map(submit, submitters))
+    for submitter in submitters:
+        submitter.close()
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert store.jobs.queue_depth() == 1
+    with pytest.raises(ValidationError) as error:
+        store.jobs.submit(params, 100, "key-1", "another-request")
+    assert error.value.code == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize("result", [None, "json-null"])
+def test_the_database_refuses_succeeded_without_a_result(
+    store: Store, model_row: ModelRow, result: str | None
+) -> None:
+    """The CHECK constraint of migration 0002, whatever code writes the row: a SQL NULL and a
+    JSON null are both "no result"."""
+    job = store.jobs.create(job_params(model_row.id), max_queue=10)
+    store.jobs.claim_next(1)
+    value = null() if result is None else JSON.NULL  # SQL NULL, or the JSON value null
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.execute(
+            update(JobRow).where(JobRow.id == job.id).values(status="succeeded", result=value)
+        )
+        s.commit()
+    assert store.jobs.get(job.id).status == "running"
+    assert store.jobs.finish_succeeded(job.id, RESULT)  # with a result it goes through
+
+
+def test_json_columns_keep_values_and_key_order(store: Store, model_row: ModelRow) -> None:
+    result = {
+        "status": "completed",
+        "throughput_fps": 0.1 + 0.2,  # not exactly representable: must come back bit-equal
+        "zeta": {"b": [1, 2.5, None, True], "a": "ünïcödé ✓"},
+        "alpha": [],
+        "iterations": 2**40,
+        "latency_ms": {"median": 1e-9},
+    }
+    job = store.jobs.create(job_params(model_row.id, shape="[1,3,224,224]"), max_queue=10)
+    store.jobs.claim_next(1)
+    assert store.jobs.finish_succeeded(job.id, result)
+    done = store.jobs.get(job.id)
+    assert done.result == result
+    assert list(done.result) == list(result) and list(done.result["zeta"]) == ["b", "a"]
+    assert done.params == job_params(model_row.id, shape="[1,3,224,224]")
+    assert done.progress_iterations == 2**40  # 64-bit, also on PostgreSQL
+
+
+def test_timestamps_come_back_as_aware_utc(store: Store, model_row: ModelRow) -> None:
+    before = datetime.now(UTC)
+    job = store.jobs.create(job_params(model_row.id), max_queue=10)
+    store.jobs.claim_next(1)
+    store.jobs.finish_failed(job.id, "x", "y")
+    after = datetime.now(UTC)
+    done = store.jobs.get(job.id)
+    for stamp in (done.created_at, done.started_at, done.finished_at):
+        assert stamp is not None and stamp.utcoffset() == timedelta(0)
+        assert before <= stamp <= after
+
+
+def test_ties_in_created_at_are_broken_by_id_in_every_query(
+    store: Store, model_row: ModelRow
+) -> None:
+    """Jobs created in the same microsecond: claim order, queue positions (one job and many)
+    and the newest-first listing agree on one order (by id), on every database."""
+    ids = [store.jobs.create(job_params(model_row.id), max_queue=10).id for _ in range(6)]
+    same = utcnow()
+    with store.session() as s:
+        s.execute(update(JobRow).values(created_at=same))
+        s.commit()
+    by_id = sorted(ids)
+    rows = store.jobs.get_many(ids)
+    assert store.jobs.queue_positions(rows) == {job_id: i + 1 for i, job_id in enumerate(by_id)}
+    for i, job_id in enumerate(by_id):
+        assert store.jobs.queue_positions([store.jobs.get(job_id)]) == {job_id: i + 1}
+    heads, _ = store.jobs.list_heads()
+    assert [job_id for job_id, _ in heads] == by_id[::-1]
+    claimed = [store.jobs.claim_next(1) for _ in ids]
+    assert [job.id for job in claimed if job is not None] == by_id
+
+
+def test_ids_and_texts_with_a_nul_character(
+    store: Store, model_row: ModelRow, dataset_row: DatasetRow
+) -> None:
+    """An id with NUL in it matches nothing (404, not a failed statement: PostgreSQL's text
+    cannot hold NUL); JSON keeps it; a message with one is stored, not lost."""
+    nul_id = "a\x00b"
+    lookups = [
+        store.jobs.get,
+        store.jobs.head,
+        store.jobs.request_cancel,
+        store.jobs.delete,
+        store.catalog.get_model,
+        store.catalog.delete_model,
+        store.catalog.get_dataset,
+        store.catalog.delete_dataset,
+    ]
+    for lookup in lookups:
+        with pytest.raises(NotFoundError):
+            lookup(nul_id)
+    with pytest.raises(NotFoundError):
+        store.jobs.create(job_params(nul_id), max_queue=10)
+    with pytest.raises(NotFoundError):
+        store.jobs.create(job_params(model_row.id, dataset_id=nul_id), max_queue=10)
+    assert store.jobs.list_heads(model_id=nul_id) == ([], 0)
+    job = store.jobs.create(job_params(model_row.id, note="x\x00y"), max_queue=10)
+    assert store.jobs.get(job.id).params["note"] == "x\x00y"
+    store.jobs.claim_next(1)
+    assert store.jobs.finish_failed(job.id, "engine_error", "bad byte \x00 in the model")
+    failed = store.jobs.get(job.id)
+    assert failed.status == "failed" and failed.error_message is not None
+    assert failed.error_message.replace("\ufffd", "\x00") == "bad byte \x00 in the model"

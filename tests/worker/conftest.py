@@ -16,7 +16,11 @@ from app.worker.worker import Worker
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", worker_poll_interval_s=0.05)
+    return Settings(
+        data_dir=tmp_path / "data",
+        worker_poll_interval_s=0.05,
+        run_lock_path=tmp_path / "run.lock",  # never the host's lock
+    )
 
 
 @pytest.fixture

@@ -52,7 +52,13 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(), nullable=True),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
         sa.Column("progress_fraction", sa.Float(), nullable=False),
-        sa.Column("progress_iterations", sa.Integer(), nullable=False),
+        # 64-bit on PostgreSQL (a long run of a tiny model passes 2^31 iterations); SQLite's
+        # INTEGER is 64-bit already and its schema stays as it was.
+        sa.Column(
+            "progress_iterations",
+            sa.Integer().with_variant(sa.BigInteger(), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("progress_elapsed_s", sa.Float(), nullable=False),
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("error_code", sa.String(64), nullable=True),

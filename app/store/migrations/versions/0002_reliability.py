@@ -13,6 +13,8 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+from typing import Literal
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -22,18 +24,29 @@ branch_labels = None
 depends_on = None
 
 SUCCEEDED_HAS_RESULT = "status != 'succeeded' OR (result IS NOT NULL AND result != 'null')"
+# PostgreSQL's `json` has no comparison operators: compare its text (a JSON null is 'null').
+SUCCEEDED_HAS_RESULT_PG = "status != 'succeeded' OR (result IS NOT NULL AND result::text != 'null')"
+
+
+def _recreate() -> Literal["always", "auto"]:
+    """SQLite rebuilds the table (it cannot add a CHECK in place); others ALTER it."""
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs", recreate="always") as batch:
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    with op.batch_alter_table("jobs", recreate=_recreate()) as batch:
         batch.add_column(sa.Column("idempotency_key", sa.String(255), nullable=True))
         batch.add_column(sa.Column("request_hash", sa.String(64), nullable=True))
         batch.create_index("ix_jobs_idempotency_key", ["idempotency_key"], unique=True)
-        batch.create_check_constraint("ck_jobs_succeeded_has_result", SUCCEEDED_HAS_RESULT)
+        batch.create_check_constraint(
+            "ck_jobs_succeeded_has_result",
+            SUCCEEDED_HAS_RESULT_PG if postgresql else SUCCEEDED_HAS_RESULT,
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", recreate="always") as batch:
+    with op.batch_alter_table("jobs", recreate=_recreate()) as batch:
         batch.drop_constraint("ck_jobs_succeeded_has_result", type_="check")
         batch.drop_index("ix_jobs_idempotency_key")
         batch.drop_column("request_hash")
