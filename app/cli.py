@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
+from app.engine.defaults import RUN_OPTIONS
 from app.engine.errors import EngineError
 from app.engine.spec import Api, BenchmarkResult, BenchmarkSpec, Hint, Pin
 
@@ -163,31 +164,9 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
-    fields = {
-        name: getattr(args, name)
-        for name in (
-            "device",
-            "api",
-            "niter",
-            "duration_s",
-            "nireq",
-            "nstreams",
-            "nthreads",
-            "batch",
-            "pin",
-            "hint",
-            "shape",
-            "data_shape",
-            "layout",
-            "infer_precision",
-            "gpu_config_path",
-            "extension_paths",
-            "cache_dir",
-            "latency_percentile",
-            "perf_counters",
-            "rgb",
-        )
-    }
+    # The run options the API takes too, and the CLI's own: files named by path.
+    names = (*RUN_OPTIONS, "gpu_config_path", "extension_paths", "cache_dir")
+    fields = {name: getattr(args, name) for name in names}
     return BenchmarkSpec(model_path=args.model, input_paths=args.inputs, **fields)
 
 
