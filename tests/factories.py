@@ -22,7 +22,7 @@ import openvino.opset16 as ops
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from app.engine.samples import build_tiny_cnn
+from app.engine.samples import build_tiny_cnn, named_parameter, named_result
 
 RGB = tuple[int, int, int]
 
@@ -49,18 +49,6 @@ def _save(model: ov.Model, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, path, compress_to_fp16=False)
     return path
-
-
-def _parameter(name: str, shape: list[int], element_type: ov.Type = ov.Type.f32) -> ov.Node:
-    param = ops.parameter(shape, element_type, name=name)
-    param.output(0).get_tensor().set_names({name})
-    return param
-
-
-def _result(node: ov.Output, name: str) -> ov.Node:
-    node.get_node().set_friendly_name(name)
-    node.get_tensor().set_names({name})
-    return ops.result(node, name=f"{name}/sink_port_0")
 
 
 def _conv_relu_pool(x: ov.Output, in_channels: int, out_channels: int, name: str) -> ov.Output:
@@ -92,11 +80,11 @@ def write_nhwc_model(directory: Path) -> Path:
 
     The layout is guessable as NHWC (last dim 3 <= 4 < dim 1) but not set on the model.
     """
-    param = _parameter("input", [1, 32, 32, 3])
+    param = named_parameter("input", [1, 32, 32, 3])
     order = ops.constant(np.array([0, 3, 1, 2], dtype=np.int64), name="to_nchw/order")
     nchw = ops.transpose(param, order, name="to_nchw")
     out = _conv_relu_pool(nchw.output(0), 3, 4, "features")
-    model = ov.Model([_result(out, "output")], [param], "nhwc_model")
+    model = ov.Model([named_result(out, "output")], [param], "nhwc_model")
     return _save(model, Path(directory) / "nhwc_model.xml")
 
 
@@ -107,14 +95,14 @@ def write_two_input_model(directory: Path) -> Path:
     Outputs: "out_a" [1,4] = GAP(ReLU(conv(image))) * scale; "out_b" [1,4] = 2 * scale exactly,
     so a test can read back the very "scale" tensor the engine fed.
     """
-    image = _parameter("image", [1, 3, 32, 32])
-    scale = _parameter("scale", [1, 4])
+    image = named_parameter("image", [1, 3, 32, 32])
+    scale = named_parameter("scale", [1, 4])
     features = _conv_relu_pool(image.output(0), 3, 4, "features")
     out_a = ops.multiply(features, scale, name="out_a")
     two = ops.constant(np.array([[2.0]], dtype=np.float32), name="two")
     out_b = ops.multiply(scale, two, name="out_b")
     model = ov.Model(
-        [_result(out_a.output(0), "out_a"), _result(out_b.output(0), "out_b")],
+        [named_result(out_a.output(0), "out_a"), named_result(out_b.output(0), "out_b")],
         [image, scale],
         "two_input_model",
     )
@@ -123,9 +111,9 @@ def write_two_input_model(directory: Path) -> Path:
 
 def write_dynamic_model(directory: Path) -> Path:
     """A dynamic model: "input" f32 [?,3,?,?] -> conv, ReLU, global mean -> "output" [?,4]."""
-    param = _parameter("input", [-1, 3, -1, -1])
+    param = named_parameter("input", [-1, 3, -1, -1])
     out = _conv_relu_pool(param.output(0), 3, 4, "features")
-    model = ov.Model([_result(out, "output")], [param], "dynamic_model")
+    model = ov.Model([named_result(out, "output")], [param], "dynamic_model")
     return _save(model, Path(directory) / "dynamic_model.xml")
 
 
@@ -140,10 +128,10 @@ def write_identity_model(
     The file name carries shape and type, so variants can share a directory:
     `identity_1x3x4x4_f32.xml`. For NHWC use `shape=(1, 4, 4, 3)` or `write_nhwc_identity_model`.
     """
-    param = _parameter("input", list(shape), element_type)
+    param = named_parameter("input", list(shape), element_type)
     one = ops.constant(np.ones((), dtype=element_type.to_dtype()), name="one")
     out = ops.multiply(param, one, name="identity")
-    model = ov.Model([_result(out.output(0), "output")], [param], "identity_model")
+    model = ov.Model([named_result(out.output(0), "output")], [param], "identity_model")
     name = f"identity_{'x'.join(str(d) for d in shape)}_{element_type.get_type_name()}.xml"
     return _save(model, Path(directory) / name)
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 
 from app.cli import main
-from tests.e2e.conftest import RUN_LOCK_ENV, Server, group_alive, own_run_lock
+from tests.e2e.conftest import RUN_LOCK_ENV, Server, group_alive, own_run_lock, run_until_exit
 
 OVBENCH = str(Path(sys.executable).with_name("ovbench"))
 # oneDNN's avx512_core_bf16: what the CPU plugin checks (x86-64) to infer in bf16 by default.
@@ -202,20 +201,7 @@ def test_serve_on_a_taken_port_exits_1_naming_it_and_the_way_out(
             args += ["--port", str(port)]
         else:
             env["OVBENCH_PORT"] = str(port)
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            out, _ = proc.communicate(timeout=60)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc, out = run_until_exit(args, env)
     assert proc.returncode == 1, out
     assert f"ERROR [serve {proc.pid}] app.serve: cannot listen on http://127.0.0.1:{port}" in out
     assert f"port {port} is already in use" in out

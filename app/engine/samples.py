@@ -44,6 +44,8 @@ __all__ = [
     "build_resnet50",
     "build_tiny_cnn",
     "build_vad_dynamic",
+    "named_parameter",
+    "named_result",
     "write_sample_images",
     "write_sample_models",
 ]
@@ -169,17 +171,28 @@ class _GraphBuilder:
         return ops.add(matmul, self._constant(bias, f"{name}/bias"), name=name).output(0)
 
 
-def _image_input(shape: list[int]) -> ov.Node:
-    param = ops.parameter(shape, ov.Type.f32, name=INPUT_NAME)
-    param.output(0).get_tensor().set_names({INPUT_NAME})
+def named_parameter(
+    name: str, shape: list[int] | ov.PartialShape, element_type: ov.Type = ov.Type.f32
+) -> ov.Node:
+    """A model input whose node and tensor are both called `name`."""
+    param = ops.parameter(shape, element_type, name=name)
+    param.output(0).get_tensor().set_names({name})
     return param
 
 
+def named_result(x: ov.Output, name: str) -> ov.Node:
+    """A model output whose producing node and tensor are both called `name`."""
+    x.get_node().set_friendly_name(name)
+    x.get_tensor().set_names({name})
+    return ops.result(x, name=f"{name}/sink_port_0")
+
+
+def _image_input(shape: list[int]) -> ov.Node:
+    return named_parameter(INPUT_NAME, shape)
+
+
 def _make_model(param: ov.Node, logits: ov.Output, model_name: str) -> ov.Model:
-    logits.get_node().set_friendly_name(OUTPUT_NAME)
-    logits.get_tensor().set_names({OUTPUT_NAME})
-    result = ops.result(logits, name=f"{OUTPUT_NAME}/sink_port_0")
-    return ov.Model([result], [param], model_name)
+    return ov.Model([named_result(logits, OUTPUT_NAME)], [param], model_name)
 
 
 def _bottleneck(
@@ -288,25 +301,13 @@ def build_tiny_cnn() -> ov.Model:
     return _make_model(param, logits, "tiny_cnn")
 
 
-def _named_parameter(shape: list[int], name: str) -> ov.Node:
-    param = ops.parameter(shape, ov.Type.f32, name=name)
-    param.output(0).get_tensor().set_names({name})
-    return param
-
-
-def _named_result(x: ov.Output, name: str) -> ov.Node:
-    x.get_node().set_friendly_name(name)
-    x.get_tensor().set_names({name})
-    return ops.result(x, name=f"{name}/sink_port_0")
-
-
 def build_vad_dynamic() -> ov.Model:
     """Dynamic shapes, as speech models have them: "input" f32 [?,?] and "state" f32
     [2,?,128] -> "prob" f32 [?,1] and "state_out" f32 [2,?,128]."""
     g = _GraphBuilder(_VAD_DYNAMIC_SEED)
     units = VAD_STATE_UNITS
-    audio = _named_parameter([-1, -1], INPUT_NAME)
-    state = _named_parameter([2, -1, units], "state")
+    audio = named_parameter(INPUT_NAME, [-1, -1])
+    state = named_parameter("state", [2, -1, units])
     axis_samples = ops.constant(np.array([1], dtype=np.int64), name="axis_samples")
     energy = ops.reduce_mean(ops.abs(audio, name="abs"), axis_samples, True, name="energy")
     axis_layers = ops.constant(np.array([0], dtype=np.int64), name="axis_layers")
@@ -318,7 +319,7 @@ def build_vad_dynamic() -> ov.Model:
     layer = ops.unsqueeze(new_hidden, axis_layers)
     layer.set_friendly_name("layer")  # unsqueeze takes no name: keep the bytes deterministic
     state_out = ops.concat([layer, layer], 0, name="state_out").output(0)
-    results = [_named_result(prob, "prob"), _named_result(state_out, "state_out")]
+    results = [named_result(prob, "prob"), named_result(state_out, "state_out")]
     return ov.Model(results, [audio, state], "vad_dynamic")
 
 

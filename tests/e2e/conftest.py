@@ -55,6 +55,28 @@ def own_run_lock(data_dir: Path) -> Path:
     return data_dir.parent / f"{data_dir.name}.run.lock"
 
 
+def run_until_exit(
+    args: list[str], env: dict[str, str], timeout_s: float = 60
+) -> tuple[subprocess.Popen[str], str]:
+    """Run a command that must exit by itself (a serve refusing to start): the finished
+    process and its output; its process group is killed in any case, so nothing outlives it."""
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc, out
+
+
 class Server:
     """One `ovbench serve` process; `stop()` sends SIGTERM and waits.
 

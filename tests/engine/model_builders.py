@@ -18,17 +18,7 @@ import openvino.opset16 as ops
 import tflite
 from onnx import TensorProto, helper, numpy_helper
 
-
-def _parameter(name: str, shape: ov.PartialShape) -> ov.Node:
-    param = ops.parameter(shape, ov.Type.f32, name=name)
-    param.output(0).get_tensor().set_names({name})
-    return param
-
-
-def _result(node: ov.Output, name: str) -> ov.Node:
-    node.get_node().set_friendly_name(name)
-    node.get_tensor().set_names({name})
-    return ops.result(node, name=f"{name}/sink_port_0")
+from app.engine.samples import named_parameter, named_result
 
 
 def _save(model: ov.Model, path: Path) -> Path:
@@ -43,14 +33,14 @@ def write_sequence_state_model(directory: Path) -> Path:
     Outputs: "total" = sum of "input" over its last axis, "next_state" = 2 * "state": any
     static shape of the right rank runs.
     """
-    tokens = _parameter("input", ov.PartialShape([-1, -1]))
-    state = _parameter("state", ov.PartialShape([2, -1, 128]))
+    tokens = named_parameter("input", ov.PartialShape([-1, -1]))
+    state = named_parameter("state", ov.PartialShape([2, -1, 128]))
     axis = ops.constant(np.array([1], dtype=np.int64))
     total = ops.reduce_sum(tokens, axis, keep_dims=True)
     two = ops.constant(np.array(2.0, dtype=np.float32))
     doubled = ops.multiply(state, two)
     model = ov.Model(
-        [_result(total.output(0), "total"), _result(doubled.output(0), "next_state")],
+        [named_result(total.output(0), "total"), named_result(doubled.output(0), "next_state")],
         [tokens, state],
         "sequence_state",
     )
@@ -59,10 +49,10 @@ def write_sequence_state_model(directory: Path) -> Path:
 
 def write_partial_model(directory: Path, shape: str, name: str = "input") -> Path:
     """One input of the given partial shape (e.g. "[?,576]", "[1..10,?]"), output 2 * input."""
-    param = _parameter(name, ov.PartialShape(shape))
+    param = named_parameter(name, ov.PartialShape(shape))
     two = ops.constant(np.array(2.0, dtype=np.float32))
     out = ops.multiply(param, two)
-    model = ov.Model([_result(out.output(0), "output")], [param], "partial")
+    model = ov.Model([named_result(out.output(0), "output")], [param], "partial")
     dims = shape.strip("[]").replace("..", "to").replace("?", "x").replace(",", "_")
     stem = f"partial_{dims}"
     return _save(model, Path(directory) / f"{stem}.xml")
@@ -70,10 +60,10 @@ def write_partial_model(directory: Path, shape: str, name: str = "input") -> Pat
 
 def write_vector_model(directory: Path) -> Path:
     """The issue's `-b` case: "input" f32 [?,576] -> MatMul [576,10] -> "output" [?,10]."""
-    param = _parameter("input", ov.PartialShape([-1, 576]))
+    param = named_parameter("input", ov.PartialShape([-1, 576]))
     weights = np.random.default_rng(7).standard_normal((576, 10)).astype(np.float32)
     out = ops.matmul(param, ops.constant(weights), False, False)
-    model = ov.Model([_result(out.output(0), "output")], [param], "vector")
+    model = ov.Model([named_result(out.output(0), "output")], [param], "vector")
     return _save(model, Path(directory) / "vector.xml")
 
 

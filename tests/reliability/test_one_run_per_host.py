@@ -35,6 +35,7 @@ from tests.e2e.conftest import (
     free_port,
     group_alive,
     pid_alive,
+    run_until_exit,
     wait_for,
 )
 
@@ -293,20 +294,10 @@ def test_a_lock_path_that_cannot_be_opened_stops_serve_at_start_up(
 ) -> None:
     data_dir = tmp_path / "data"
     with _unopenable(kind, tmp_path) as lock_path:
-        proc = subprocess.Popen(
+        proc, out = run_until_exit(
             [str(OVBENCH), "serve", "--port", str(free_port()), "--data-dir", str(data_dir)],
-            env={**os.environ, RUN_LOCK_ENV: str(lock_path)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+            {**os.environ, RUN_LOCK_ENV: str(lock_path)},
         )
-        try:
-            out, _ = proc.communicate(timeout=60)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 1, out
     assert f"ERROR [serve {proc.pid}] app.serve: cannot open the run lock {lock_path}: " in out
     assert f"set {RUN_LOCK_ENV} to a file" in out
