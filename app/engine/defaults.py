@@ -8,8 +8,9 @@ latency_percentile 50 ...), plus the rules the engine applies when it runs:
 - hint: as given; else `none` when nstreams, nthreads or pin is given; else latency for sync,
   throughput for async (devices.compile_config).
 
-`resolve_options` lets the API show a job's resolved parameters before it runs, and a test
-runs real jobs to check the two agree. No I/O, no OpenVINO.
+The engine applies them through these functions (runner.plan_limits, runner's nireq,
+devices.compile_config's hint), and `resolve_options` lets the API show a job's resolved
+parameters before it runs; a test runs real jobs to check the two agree. No I/O, no OpenVINO.
 """
 
 from __future__ import annotations

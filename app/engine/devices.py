@@ -13,6 +13,7 @@ import openvino as ov
 import openvino.properties as props
 import openvino.properties.hint as hints
 
+from app.engine.defaults import performance_hint
 from app.engine.errors import ConfigError, DeviceNotFoundError
 from app.engine.spec import BenchmarkSpec, DeviceInfo, OptionNames, option_example, option_name
 
@@ -152,15 +153,13 @@ def compile_config(
     ]
     hint_option = option_name("hint", style)
 
-    hint = spec.hint
-    if hint is None and tuning:
-        hint = "none"
+    hint = performance_hint(spec.api, spec.hint, spec.nstreams, spec.nthreads, spec.pin)
+    if spec.hint is None and tuning:
         warnings.append(
             f"{', '.join(tuning)} given without {hint_option}: the performance hint is left "
             f"unset ({option_example('hint', 'none', style)}) so that your settings apply as given."
         )
-    elif hint is None:
-        hint = "latency" if spec.api == "sync" else "throughput"
+    elif spec.hint is None:
         warnings.append(
             f"Performance hint was not given: {hint.upper()} is used for the {spec.api} API "
             "(benchmark_app's default)."
