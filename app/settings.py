@@ -6,6 +6,7 @@ entry point); nothing reads the environment at import time, so tests build their
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from app.engine.spec import DEFAULT_DURATION_S
 from app.worker.run_lock import default_lock_path
 
 ENV_PREFIX = "OVBENCH_"
+# A fleet host's name: also its queue's name on the broker (ovbench.host.<name>).
+HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class Settings(BaseSettings):
@@ -141,6 +144,45 @@ class Settings(BaseSettings):
         ge=0,
         description="Unreferenced files younger than this survive a periodic sweep (in-flight uploads)",
     )
+    # --- fleet mode (README: Fleet; docs/fleet.md) ---
+    broker_url: str | None = Field(
+        default=None,
+        repr=False,
+        exclude=True,  # may hold a password: never on a command line
+        description=(
+            "AMQP URL of RabbitMQ, e.g. amqp://user:password@host:5672//; with a PostgreSQL "
+            "database_url this is fleet mode: jobs run on agents, no local worker"
+        ),
+    )
+    agent_tokens: str = Field(
+        default="",
+        repr=False,
+        exclude=True,
+        description="Fleet mode: each agent's host name and token, as name=token, comma-separated",
+    )
+    host_start_deadline_s: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "Fleet mode: a queued job whose host is offline fails host_unavailable once it has "
+            "waited this long"
+        ),
+    )
+    sweep_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Fleet mode: how often the sweeper republishes and fails what is stuck",
+    )
+    publish_grace_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Fleet mode: a queued job never handed to the broker is published by the sweeper after this",
+    )
+    republish_after_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Fleet mode: a queued job whose host is idle this long after its publish is published again",
+    )
     fault: str = Field(
         default="", description="Tests only: fault points to arm, comma-separated (app/faults.py)"
     )
@@ -152,8 +194,10 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if name == "api_tokens" and value:
                 value = "(set, hidden)"
-            if name == "database_url" and value:
+            if name in ("database_url", "broker_url") and value:
                 value = _without_password(value)
+            if name == "agent_tokens" and value:
+                value = "(set, hidden)"
             rows.append((ENV_PREFIX + name.upper(), field.description or "", value))
         return rows
 
@@ -175,6 +219,29 @@ class Settings(BaseSettings):
                     f"{ENV_PREFIX}API_TOKENS_FILE {self.api_tokens_file} has no tokens"
                 )
             tokens += from_file
+        return tokens
+
+    @property
+    def fleet(self) -> bool:
+        """Fleet mode: jobs go through the broker to agents (README: Fleet)."""
+        return bool(self.broker_url)
+
+    def agent_token_map(self) -> dict[str, str]:
+        """{token: host name} from `agent_tokens` (ValueError naming a malformed entry)."""
+        tokens: dict[str, str] = {}
+        for entry in (e.strip() for e in self.agent_tokens.split(",")):
+            if not entry:
+                continue
+            name, sep, token = entry.partition("=")
+            name, token = name.strip(), token.strip()
+            if not sep or not HOST_NAME_RE.fullmatch(name) or not token:
+                raise ValueError(
+                    f"{ENV_PREFIX}AGENT_TOKENS: {name or entry[:20]!r} is not name=token with a "
+                    "host name of letters, digits, '.', '_' or '-' (at most 64)"
+                )
+            if token in tokens:
+                raise ValueError(f"{ENV_PREFIX}AGENT_TOKENS: two hosts share one token")
+            tokens[token] = name
         return tokens
 
     def cors_origin_list(self) -> list[str]:

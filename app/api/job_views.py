@@ -79,6 +79,7 @@ def job_read(
     return JobRead(
         id=row.id,
         status=row.status,  # type: ignore[arg-type]
+        host=row.host,
         model_id=row.model_id,
         dataset_id=row.dataset_id,
         created_at=row.created_at,

@@ -35,7 +35,7 @@ class StoreCollector(Collector):
         self.heartbeat_timeout_s = heartbeat_timeout_s
 
     def collect(self) -> Iterator[Metric]:
-        counts = self.store.jobs.count_by_status()
+        counts = self.store.job_stats.count_by_status()
         jobs = GaugeMetricFamily("ovbench_jobs", "Jobs in the store by status", labels=["status"])
         for status in JOB_STATUSES:
             jobs.add_metric([status], counts.get(status, 0))
@@ -58,7 +58,7 @@ class StoreCollector(Collector):
             "ovbench_worker_up", "1 while the worker heartbeat is fresh", value=int(alive)
         )
 
-        cumulative, count, total = self.store.jobs.run_durations(DURATION_BUCKETS_S)
+        cumulative, count, total = self.store.job_stats.run_durations(DURATION_BUCKETS_S)
         buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS_S, cumulative, strict=True)]
         buckets.append(("+Inf", count))
         yield HistogramMetricFamily(
@@ -77,7 +77,7 @@ class StoreCollector(Collector):
             "Median latency of the newest succeeded job",
             labels=labels,
         )
-        for last in self.store.jobs.last_results():
+        for last in self.store.job_stats.last_results():
             values = [last.model_id, last.model_name, last.device, last.api]
             throughput.add_metric(values, last.throughput_fps)
             if last.latency_median_ms is not None:

@@ -36,6 +36,8 @@ MAX_RANK = 16
 ExtensionName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 StreamCount = Annotated[int, Field(strict=True, ge=1, le=MAX_NSTREAMS)]
 StreamText = Annotated[str, Field(max_length=255, pattern=PER_DEVICE_PATTERN)]
+HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # settings.HOST_NAME_RE
+HostLabel = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 def split_per_input(text: str) -> list[tuple[str, str]]:
@@ -150,6 +152,17 @@ class JobCreate(BaseModel):
         max_length=255,
         description="-c: GPU kernels config, by name inside OVBENCH_EXTENSIONS_DIR",
     )
+    host: str | None = Field(
+        default=None,
+        pattern=HOST_NAME_PATTERN,
+        description="Fleet mode: the device host to run on (default: the live host offering "
+        "the device that will start it soonest)",
+    )
+    host_labels: dict[HostLabel, HostLabel] | None = Field(
+        default=None,
+        max_length=16,
+        description='Fleet mode: only hosts with all these labels, e.g. {"sku": "xeon-6448"}',
+    )
 
     @field_validator("shape", "data_shape")
     @classmethod
@@ -193,6 +206,9 @@ class ResolvedParams(ResolvedOptions):
 class JobRead(BaseModel):
     id: str
     status: JobStatus
+    host: str | None = Field(
+        description="Fleet mode: the host the job is routed to and runs on (null on a single host)"
+    )
     model_id: str
     dataset_id: str | None
     created_at: datetime

@@ -6,6 +6,9 @@ tells its engine that there is work, so nothing is lost if it forgets. One engin
 
 - `LocalDispatcher` (local.py): the embedded default; one worker process on this host, started
   and supervised here, claims the oldest queued job from the store by itself.
+- `FleetDispatcher` (fleet.py): fleet mode; each job is routed to a device host (placement.py)
+  and published to that host's broker queue as "run job <id>" (broker.py), where the host's
+  agent (app/agent) takes it; a sweeper repairs what a crash or the broker lost.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from app.dispatch.local import LocalDispatcher
 
 
 class Dispatcher(Protocol):
+    def place(
+        self, device: str, host: str | None, host_labels: dict[str, str] | None
+    ) -> str | None:
+        """The host a new job for `device` will run on (None: this one); 422 when none can."""
+
     def start(self) -> None:
         """Start whatever runs jobs on this side (the local engine: its worker process)."""
 

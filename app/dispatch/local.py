@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from app.settings import Settings
+from app.dispatch.placement import check_device
+from app.errors import ValidationError
+from app.settings import ENV_PREFIX, Settings
 from app.store import Store
 from app.worker.supervisor import Supervisor
 
@@ -15,7 +17,20 @@ class LocalDispatcher:
     """
 
     def __init__(self, settings: Settings, store: Store) -> None:
+        self.store = store
         self.supervisor = Supervisor(settings, store)
+
+    def place(self, device: str, host: str | None, host_labels: dict[str, str] | None) -> None:
+        """This host, when its worker has the device (422 listing the ones it has)."""
+        if host is not None or host_labels:
+            raise ValidationError(
+                "host and host_labels pick a device host in fleet mode; this service runs "
+                f"every job on its own host (fleet mode: {ENV_PREFIX}BROKER_URL with a "
+                "PostgreSQL database, README: Fleet)",
+                code="fleet_mode_off",
+                details={"field": "host" if host is not None else "host_labels"},
+            )
+        check_device(device, [d.name for d in self.store.workers.list_devices()])
 
     def start(self) -> None:
         self.supervisor.start()

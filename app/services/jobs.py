@@ -21,7 +21,6 @@ import pydantic
 
 from app.api.schemas import JobCreate, per_input_layouts, split_per_input
 from app.dispatch import Dispatcher
-from app.engine.devices import VIRTUAL_DEVICES, hardware_devices
 from app.engine.spec import PortInfo
 from app.errors import ValidationError, describe_validation, validation_details
 from app.services.ingest import ingest_dataset, ingest_model
@@ -48,28 +47,6 @@ class Submitted:
 
     job: JobRow
     created: bool
-
-
-def check_device(device: str, available: list[str]) -> None:
-    """422 listing the worker's devices when `device` names one it does not have.
-
-    With no device list yet (the worker has not started), anything goes: the engine checks.
-    """
-    if not available:
-        return
-    head = device.partition(":")[0]
-    wanted = hardware_devices(device) if head in VIRTUAL_DEVICES else [device]
-    missing = [
-        name
-        for name in wanted
-        if name not in available and not any(d.split(".")[0] == name for d in available)
-    ]
-    if missing:
-        raise ValidationError(
-            f"Device {device!r} is not available on this host; available: {', '.join(available)}",
-            code="device_not_available",
-            details={"device": device, "missing": missing, "available": available},
-        )
 
 
 def model_inputs(model: ModelRow) -> list[PortInfo]:
@@ -180,10 +157,16 @@ def check_job_files(job: JobCreate, settings: Settings) -> None:
 
 
 def validate_job(
-    data: Any, store: Store, settings: Settings, source: str = "body", model_known: bool = True
+    data: Any,
+    store: Store,
+    settings: Settings,
+    dispatcher: Dispatcher,
+    source: str = "body",
+    model_known: bool = True,
 ) -> JobCreate:
-    """JobCreate from a request, checked against the devices, the extensions dir and (when
-    `model_known`; else after the one-shot ingest) the model's inputs."""
+    """JobCreate from a request, checked against the devices (the dispatcher's placement:
+    this host's, or the fleet's live hosts'), the extensions dir and (when `model_known`; else
+    after the one-shot ingest) the model's inputs."""
     try:
         job = JobCreate.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -191,7 +174,7 @@ def validate_job(
         for err in details:
             err["loc"] = [source, *err["loc"]]
         raise ValidationError(describe_validation(details), details=details) from exc
-    check_device(job.device, [d.name for d in store.workers.list_devices()])
+    dispatcher.place(job.device, job.host, job.host_labels)
     check_job_files(job, settings)  # extension libraries / GPU configs: admin's dir only
     if model_known and any(getattr(job, field) is not None for field in PER_INPUT_FIELDS):
         check_model_inputs(job, model_inputs(store.catalog.get_model(job.model_id)))
@@ -212,11 +195,19 @@ def submit_job(
     idempotency_key: str | None = None,
     request_digest: str | None = None,
 ) -> Submitted:
-    """Commit a validated job to the queue (503 when full), then hand it to the dispatcher."""
+    """Place a validated job (fleet: pick its host), commit it to the queue (503 when full),
+    then hand it to the dispatcher."""
     params = job.model_dump(mode="json", exclude_none=True)
     if idempotency_key is not None and request_digest is None:
         request_digest = request_hash(params)
-    row, created = store.jobs.submit(params, settings.max_queue, idempotency_key, request_digest)
+    if idempotency_key is not None:  # a retry gets its job, wherever hosts stand now
+        existing = store.jobs.find_idempotent(idempotency_key, request_digest or "")
+        if existing is not None:
+            return Submitted(existing, False)
+    host = dispatcher.place(job.device, job.host, job.host_labels)
+    row, created = store.jobs.submit(
+        params, settings.max_queue, idempotency_key, request_digest, host=host
+    )
     if created:
         dispatcher.job_queued(row.id)
     return Submitted(row, created)
@@ -263,7 +254,7 @@ def submit_with_files(
     if input_files:
         params["dataset_id"] = _PLACEHOLDER_ID
     # Before storing anything; the inputs of a model uploaded here are checked after ingest.
-    job = validate_job(params, store, settings, model_known=not model_files)
+    job = validate_job(params, store, settings, dispatcher, model_known=not model_files)
     created_dataset: str | None = None
     created_model: str | None = None
     try:

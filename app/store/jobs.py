@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -27,16 +26,6 @@ from app.store.tables import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LastResult:
-    model_id: str
-    model_name: str
-    device: str
-    api: str
-    throughput_fps: float
-    latency_median_ms: float | None
 
 
 class Jobs:
@@ -76,11 +65,13 @@ class Jobs:
         max_queue: int,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        host: str | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job: (row, created). With a key, a repeat returns the first job, unqueued.
 
         The key is stored with the job in the same INSERT (unique index), so two concurrent
-        requests with one key create one job; the loser reads the winner's.
+        requests with one key create one job; the loser reads the winner's. `host`: the fleet
+        host the job is routed to (None on a single host).
         """
         if idempotency_key is not None:
             request_hash = request_hash or ""
@@ -88,13 +79,14 @@ class Jobs:
             if existing is not None:
                 return existing, False
             try:
-                return self._insert_job(params, max_queue, idempotency_key, request_hash), True
+                row = self._insert_job(params, max_queue, idempotency_key, request_hash, host)
+                return row, True
             except IntegrityError:
                 existing = self.find_idempotent(idempotency_key, request_hash)
                 if existing is None:
                     raise
                 return existing, False
-        return self._insert_job(params, max_queue, None, None), True
+        return self._insert_job(params, max_queue, None, None, host), True
 
     def _insert_job(
         self,
@@ -102,6 +94,7 @@ class Jobs:
         max_queue: int,
         idempotency_key: str | None,
         request_hash: str | None,
+        host: str | None = None,
     ) -> JobRow:
         model_id = params["model_id"]
         dataset_id = params.get("dataset_id")
@@ -133,10 +126,14 @@ class Jobs:
                 cancel_requested=False,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
+                host=host,
             )
             s.add(row)
             s.commit()
-        logger.info("job %s queued (model %s, %s, %s)", row.id, model_id, row.device, row.api)
+        logger.info(
+            "job %s queued (model %s, %s, %s%s)",
+            *(row.id, model_id, row.device, row.api, f", host {host}" if host else ""),
+        )
         return row
 
     def get(self, job_id: str) -> JobRow:
@@ -185,7 +182,8 @@ class Jobs:
             return s.scalars(select(JobRow).where(JobRow.id.in_(job_ids))).all()
 
     def queue_positions(self, jobs: Sequence[JobRow]) -> dict[str, int]:
-        """1-based position among queued jobs (1 = next to run), for the queued ones."""
+        """1-based position among queued jobs (1 = next to run), for the queued ones; in fleet
+        mode among the jobs queued for the same host."""
         queued = [j for j in jobs if j.status == "queued"]
         if not queued:
             return {}
@@ -197,6 +195,7 @@ class Jobs:
                     .select_from(JobRow)
                     .where(
                         JobRow.status == "queued",
+                        JobRow.host.is_(None) if job.host is None else JobRow.host == job.host,
                         or_(
                             JobRow.created_at < job.created_at,
                             (JobRow.created_at == job.created_at) & (JobRow.id < job.id),
@@ -204,12 +203,15 @@ class Jobs:
                     )
                 )
                 return {job.id: (ahead or 0) + 1}
-            order = s.scalars(
-                select(JobRow.id)
+            order = s.execute(
+                select(JobRow.id, JobRow.host)
                 .where(JobRow.status == "queued")
                 .order_by(JobRow.created_at, JobRow.id)
             ).all()
-        positions = {job_id: i + 1 for i, job_id in enumerate(order)}
+        positions: dict[str, int] = {}
+        per_host: dict[str | None, int] = {}
+        for job_id, host in order:
+            per_host[host] = positions[job_id] = per_host.get(host, 0) + 1
         return {j.id: positions[j.id] for j in queued if j.id in positions}
 
     def queue_depth(self) -> int:
@@ -293,6 +295,37 @@ class Jobs:
                 logger.info("job %s running (worker pid %d)", candidate, worker_pid)
                 return self.get(candidate)
 
+    def claim(self, job_id: str, host: str) -> JobRow | None:
+        """Fleet: move the queued job `job_id`, routed to `host`, to running; None when it is
+        not queued for that host (already run, cancelled, failed, or routed elsewhere).
+
+        IntegrityError when another job is `running` on `host` (the one-running-per-host
+        index): the caller decides what that job is.
+        """
+        with self.session() as s:
+            claimed = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "queued", JobRow.host == host)
+                .values(status="running", started_at=utcnow(), worker_pid=None)
+            )
+            s.commit()
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        logger.info("job %s running on host %s", job_id, host)
+        return self.get(job_id)
+
+    def mark_dispatched(self, job_ids: Sequence[str]) -> None:
+        """Fleet: the broker took these queued jobs' messages now."""
+        if not job_ids:
+            return
+        with self.session() as s:
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(job_ids), JobRow.status == "queued")
+                .values(dispatched_at=utcnow())
+            )
+            s.commit()
+
     def update_progress(self, job_id: str, progress: Progress) -> None:
         with self.session() as s:
             s.execute(
@@ -311,20 +344,28 @@ class Jobs:
             flag = s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id))
         return bool(flag)
 
-    def _finish(self, job_id: str, status: str, values: dict[str, Any]) -> bool:
+    def _finish(
+        self, job_id: str, status: str, values: dict[str, Any], host: str | None = None
+    ) -> bool:
+        """running -> `status` (with `host`: only while it runs on that host)."""
         now = utcnow()
+        conditions = [JobRow.id == job_id, JobRow.status == "running"]
+        if host is not None:
+            conditions.append(JobRow.host == host)
         with self.session() as s:
             started = s.scalar(select(JobRow.started_at).where(JobRow.id == job_id))
             run_s = (now - started).total_seconds() if started is not None else None
             done = s.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "running")
+                .where(*conditions)
                 .values(status=status, finished_at=now, run_duration_s=run_s, **values)
             )
             s.commit()
         return done.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    def finish_succeeded(self, job_id: str, result: dict[str, Any]) -> bool:
+    def finish_succeeded(
+        self, job_id: str, result: dict[str, Any], host: str | None = None
+    ) -> bool:
         """Store the result and mark the job succeeded, in one statement (one transaction).
 
         A CHECK constraint (migration 0002) refuses `succeeded` without a result as well.
@@ -343,36 +384,63 @@ class Jobs:
                 "throughput_fps": result.get("throughput_fps"),
                 "latency_median_ms": latency.get("median"),
             },
+            host,
         )
         if ok:
             logger.info("job %s succeeded (%.2f fps)", job_id, result.get("throughput_fps", 0.0))
         return ok
 
-    def finish_cancelled(self, job_id: str, result: dict[str, Any] | None, message: str) -> bool:
+    def finish_cancelled(
+        self,
+        job_id: str,
+        result: dict[str, Any] | None,
+        message: str,
+        host: str | None = None,
+    ) -> bool:
         ok = self._finish(
             job_id,
             "cancelled",
             {"result": result, "error_code": "cancelled", "error_message": message},
+            host,
         )
         if ok:
             logger.info("job %s cancelled: %s", job_id, message)
         return ok
 
-    def finish_failed(self, job_id: str, code: str, message: str) -> bool:
-        ok = self._finish(job_id, "failed", {"error_code": code, "error_message": message})
+    def finish_failed(self, job_id: str, code: str, message: str, host: str | None = None) -> bool:
+        ok = self._finish(job_id, "failed", {"error_code": code, "error_message": message}, host)
         if ok:
             logger.info("job %s failed [%s]: %s", job_id, code, message)
         return ok
 
-    def fail_running(self, code: str, message: str, worker_pid: int | None = None) -> list[str]:
-        """Mark running jobs (of one worker pid, or all) failed; returns their ids."""
+    def fail_running(
+        self, code: str, message: str, worker_pid: int | None = None, host: str | None = None
+    ) -> list[str]:
+        """Mark running jobs (of one worker pid or fleet host, or all) failed; returns their ids."""
         conditions = [JobRow.status == "running"]
         if worker_pid is not None:
             conditions.append(JobRow.worker_pid == worker_pid)
+        if host is not None:
+            conditions.append(JobRow.host == host)
         with self.session() as s:
             ids = list(s.scalars(select(JobRow.id).where(*conditions)).all())
-        failed = [job_id for job_id in ids if self.finish_failed(job_id, code, message)]
-        return failed
+        return [job_id for job_id in ids if self.finish_failed(job_id, code, message, host)]
+
+    def fail_queued(self, job_id: str, code: str, message: str) -> bool:
+        """queued -> failed (fleet: its host never came to start it)."""
+        with self.session() as s:
+            done = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "queued")
+                .values(
+                    status="failed", finished_at=utcnow(), error_code=code, error_message=message
+                )
+            )
+            s.commit()
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            logger.info("job %s failed while queued [%s]: %s", job_id, code, message)
+            return True
+        return False
 
     def any_running(self) -> bool:
         with self.session() as s:
@@ -392,51 +460,3 @@ class Jobs:
         with self.session() as s:
             ids = list(s.scalars(select(JobRow.id).where(*conditions)).all())
         return [job_id for job_id in ids if self.finish_cancelled(job_id, None, message)]
-
-    # --------------------------------------------------------------- metrics
-    def count_by_status(self) -> dict[str, int]:
-        with self.session() as s:
-            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all()
-        return {status: count for status, count in rows}
-
-    def run_durations(self, buckets: Sequence[float]) -> tuple[list[int], int, float]:
-        """Cumulative counts per bucket upper bound, total count and sum of job run seconds."""
-        with self.session() as s:
-            count, total = s.execute(
-                select(
-                    func.count(JobRow.run_duration_s),
-                    func.coalesce(func.sum(JobRow.run_duration_s), 0.0),
-                )
-            ).one()
-            cumulative = [
-                s.scalar(
-                    select(func.count()).select_from(JobRow).where(JobRow.run_duration_s <= bound)
-                )
-                or 0
-                for bound in buckets
-            ]
-        return cumulative, int(count or 0), float(total or 0.0)
-
-    def last_results(self) -> list[LastResult]:
-        """The newest succeeded job per (model, device, api)."""
-        with self.session() as s:
-            rows = s.execute(
-                select(
-                    JobRow.model_id,
-                    ModelRow.name,
-                    JobRow.device,
-                    JobRow.api,
-                    JobRow.throughput_fps,
-                    JobRow.latency_median_ms,
-                    JobRow.finished_at,
-                )
-                .join(ModelRow, ModelRow.id == JobRow.model_id)
-                .where(JobRow.status == "succeeded", JobRow.throughput_fps.is_not(None))
-                .order_by(JobRow.finished_at)
-            ).all()
-        latest: dict[tuple[str, str, str], LastResult] = {}
-        for model_id, name, device, api, fps, latency, _finished in rows:
-            latest[(model_id, device, api)] = LastResult(
-                model_id, name, device, api, float(fps or 0.0), latency
-            )
-        return list(latest.values())

@@ -3,8 +3,9 @@
 One data dir: the database (SQLAlchemy + Alembic: the SQLite file `ovbench.db` in the data
 dir, or the one `database_url` names, e.g. PostgreSQL) and the content-addressed files, with
 one repository per aggregate: `catalog` (models, datasets and their files, catalog.py),
-`jobs` (the queue and every job's state, jobs.py) and `workers` (the worker slot and its
-devices, workers.py).
+`jobs` (the queue and every job's state, jobs.py; `job_stats`, its figures for /metrics,
+job_stats.py), `workers` (the local worker slot and its devices, workers.py) and `hosts`
+(fleet mode's device hosts, hosts.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.store.blobs import BlobStore
 from app.store.catalog import Catalog
 from app.store.database import SERVE_LOCK_KEY, make_engine, migrate
+from app.store.hosts import Hosts
+from app.store.job_stats import JobStats
 from app.store.jobs import Jobs
 from app.store.workers import Workers
 
@@ -46,6 +49,8 @@ class Store:
         self._lock_connection: Connection | None = None
         self.catalog = Catalog(self._sessions, self.blobs)
         self.jobs = Jobs(self._sessions)
+        self.job_stats = JobStats(self._sessions)
+        self.hosts = Hosts(self._sessions)
         self.workers = Workers(self._sessions)
 
     def migrate(self) -> None:

@@ -19,9 +19,11 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Float,
+    Index,
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -101,6 +103,15 @@ class JobRow(Base):
             "status != 'succeeded' OR (result IS NOT NULL AND result != 'null')",
             name="ck_jobs_succeeded_has_result",
         ),
+        # Fleet mode: no two jobs run on one host at once, whatever any process believes
+        # (migration 0003). Local jobs have no host (NULLs are distinct), so it never binds.
+        Index(
+            "ux_jobs_one_running_per_host",
+            "host",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -129,6 +140,10 @@ class JobRow(Base):
     # POST /jobs `Idempotency-Key` (unique when set) and a digest of that request's body.
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, index=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # Fleet mode: the host the job is routed to (and runs on), and when the API last handed
+    # it to the broker (null: never, so the sweeper publishes it).
+    host: Mapped[str | None] = mapped_column(String(64), index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DeviceRow(Base):
@@ -152,3 +167,19 @@ class WorkerRow(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
     current_job_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class HostRow(Base):
+    """Fleet mode: a device host, as its agent registered it and keeps it alive."""
+
+    __tablename__ = "hosts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    devices: Mapped[list[Any]] = mapped_column(JSON)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    agent_version: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    current_job_id: Mapped[str | None] = mapped_column(String(32))
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)

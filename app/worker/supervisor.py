@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from app.engine.defaults import DEFAULT_DEVICE, device_default_duration_s
@@ -48,7 +49,7 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def wall_time_budget_s(params: dict[str, Any], settings: Settings) -> float:
+def wall_time_budget_s(params: Mapping[str, Any], settings: Settings) -> float:
     """How long a job may run: its measuring time (or an estimate) plus the allowance.
 
     Measuring time: `duration_s`; for `niter`, `niter * niter_budget_s`; with both, the

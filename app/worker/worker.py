@@ -41,6 +41,8 @@ CANCEL_POLL_INTERVAL_S = 0.25
 HEARTBEAT_INTERVAL_S = 1.0
 SHUTDOWN_MESSAGE = "Cancelled: the service shut down while the job was running"
 CANCEL_MESSAGE = "Cancelled on request"
+# A job's params that say what to run and where, not how: never passed to the engine.
+NOT_RUN_OPTIONS = frozenset({"model_id", "dataset_id", "host", "host_labels"})
 
 
 def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
@@ -53,7 +55,7 @@ def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
     input_paths: list[str] = []
     if job.dataset_id is not None:
         input_paths = [str(store.catalog.dataset_dir(store.catalog.get_dataset(job.dataset_id)))]
-    params = {k: v for k, v in job.params.items() if k not in ("model_id", "dataset_id")}
+    params = {k: v for k, v in job.params.items() if k not in NOT_RUN_OPTIONS}
     # -l / -c: names inside the admin's extensions dir, resolved (and re-checked) here.
     extensions = params.pop("extensions", None) or []
     gpu_config = params.pop("gpu_config", None)

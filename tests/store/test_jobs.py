@@ -172,10 +172,10 @@ def test_devices_worker_heartbeat_and_metrics_queries(store: Store, model_row: M
     job = store.jobs.create(job_params(model_row.id), max_queue=10)
     store.jobs.claim_next(99)
     store.jobs.finish_succeeded(job.id, RESULT)
-    assert store.jobs.count_by_status() == {"succeeded": 1}
-    cumulative, count, _total = store.jobs.run_durations([0.0, 1000.0])
+    assert store.job_stats.count_by_status() == {"succeeded": 1}
+    cumulative, count, _total = store.job_stats.run_durations([0.0, 1000.0])
     assert count == 1 and cumulative[1] == 1
-    [last] = store.jobs.last_results()
+    [last] = store.job_stats.last_results()
     assert (last.model_name, last.device, last.throughput_fps, last.latency_median_ms) == (
         "a",
         "CPU",

@@ -183,7 +183,7 @@ async def create_job(
                 details={"content_type": content_type},
             )
         data = await _read_json(request)
-        job = await run_in_threadpool(validate_job, data, store, settings)
+        job = await run_in_threadpool(validate_job, data, store, settings, dispatcher)
         submitted = await run_in_threadpool(
             submit_job, store, dispatcher, settings, job, idempotency_key
         )
