@@ -271,6 +271,7 @@ def make_models_main(argv: Sequence[str]) -> int:
 _COMMANDS = {
     "run": "Benchmark a model here and now (benchmark_app's options).",
     "serve": "Start the REST service and its worker.",
+    "agent": "Run a fleet API's jobs on this device host (README: Fleet).",
     "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN, a dynamic one) and images.",
 }
 
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="\n".join(f"  {name:<12} {text}" for name, text in _COMMANDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=list(_COMMANDS), help="run, serve or make-models")
+    parser.add_argument("command", choices=list(_COMMANDS), help=", ".join(_COMMANDS))
     if not argv or argv[0] not in _COMMANDS:
         parser.parse_args(argv[:1])  # prints usage and an error (exit 2), or help for -h
         return 2
@@ -292,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_main(rest)
     if command == "make-models":
         return make_models_main(rest)
+    if command == "agent":
+        from app.agent.__main__ import main as agent_main
+
+        return agent_main(rest)
     from app.serve import main as serve_main
 
     return serve_main(rest)

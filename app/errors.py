@@ -145,6 +145,7 @@ _HTTP_CODES = {
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every non-2xx response the one error shape."""
+    import sqlalchemy.exc
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.responses import JSONResponse
@@ -177,6 +178,20 @@ def install_error_handlers(app: FastAPI) -> None:
             500, error_body("internal_error", "Internal server error; see the service log")
         )
 
+    async def handle_database_down(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return _json(
+            503,
+            error_body(
+                "database_unavailable",
+                "The database cannot be reached right now; retry in a few seconds (a "
+                "submission retried with the same Idempotency-Key never makes a second job)",
+            ),
+            {"Retry-After": "2"},
+        )
+
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, handle_database_down)
+    app.add_exception_handler(sqlalchemy.exc.InterfaceError, handle_database_down)
     app.add_exception_handler(ServiceError, handle_service_error)
     app.add_exception_handler(RequestValidationError, handle_request_validation)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)

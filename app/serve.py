@@ -32,6 +32,9 @@ from app.settings import ENV_PREFIX, Settings, get_settings
 from app.worker.run_lock import RunLock, RunLockError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from app.dispatch import Dispatcher
     from app.store import Store
 
 logger = logging.getLogger(__name__)
@@ -201,6 +204,8 @@ def main(argv: list[str]) -> int:
     url = _url(settings.host, settings.port)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.fleet:
+        return _serve_fleet(settings, sock, url, args)
     lock = _lock_data_dir(settings.data_dir)
     if lock is None:
         logger.error(
@@ -216,8 +221,6 @@ def main(argv: list[str]) -> int:
         lock.close()
         sock.close()
         return 1
-
-    import uvicorn
 
     from app.api import create_app
     from app.dispatch import LocalDispatcher
@@ -261,6 +264,26 @@ def main(argv: list[str]) -> int:
     ).start()
     _lower_api_priority(settings.api_nice)
 
+    _run_uvicorn(app, dispatcher, settings, sock, url, args)
+    stop_retention.set()
+    store.close()
+    sock.close()
+    lock.close()
+    logger.info("stopped")
+    return 0
+
+
+def _run_uvicorn(
+    app: FastAPI,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    sock: socket.socket,
+    url: str,
+    args: argparse.Namespace,
+) -> None:
+    """Serve `app` on `sock` until SIGINT/SIGTERM, then stop the dispatcher (its worker)."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -298,11 +321,75 @@ def main(argv: list[str]) -> int:
     try:
         server.run(sockets=[sock])
     finally:
-        logger.info("stopping the worker")
-        stop_retention.set()
+        logger.info("stopping the %s", "dispatcher" if settings.fleet else "worker")
         dispatcher.stop()
-        store.close()
+
+
+def _serve_fleet(
+    settings: Settings, sock: socket.socket, url: str, args: argparse.Namespace
+) -> int:
+    """Fleet mode: the API and the dispatcher's publisher and sweeper; no local worker.
+
+    Any number of these may share one PostgreSQL database (and one data dir, on a shared
+    volume, so that every replica serves every uploaded file): no data-dir or database lock,
+    and nothing is marked interrupted at start-up (agents run the jobs; the sweeper judges).
+    """
+    from sqlalchemy.engine import make_url
+
+    from app.api import create_app
+    from app.dispatch.fleet import FleetDispatcher
+    from app.store import Store
+
+    problem = None
+    if (
+        not settings.database_url
+        or make_url(settings.database_url).get_backend_name() != "postgresql"
+    ):
+        problem = (
+            f"fleet mode ({ENV_PREFIX}BROKER_URL is set) needs PostgreSQL: set "
+            f"{ENV_PREFIX}DATABASE_URL=postgresql+psycopg://user:password@host/db"
+        )
+    else:
+        try:
+            if not settings.agent_token_map():
+                problem = (
+                    f"fleet mode needs agent tokens: set {ENV_PREFIX}AGENT_TOKENS=host1=token1,"
+                    "host2=token2 (one per device host; `ovbench agent --token` uses it)"
+                )
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        logger.error("%s", problem)
         sock.close()
-        lock.close()
-        logger.info("stopped")
+        return 1
+    store = Store(
+        settings.data_dir,
+        database_url=settings.database_url,
+        max_data_bytes=settings.max_data_bytes,
+    )
+    store.migrate()
+    from kombu.utils.url import maybe_sanitize_url
+
+    logger.info(
+        "fleet mode: database %s, broker %s",
+        store.engine.url,  # passwords shown as ***
+        maybe_sanitize_url(settings.broker_url),
+    )
+    # Other replicas may be mid-upload: leave files younger than the grace.
+    store.catalog.sweep_unreferenced(grace_s=settings.retention_grace_s)
+    dispatcher = FleetDispatcher(settings, store)
+    app = create_app(settings, store, dispatcher)
+    dispatcher.start()
+    stop_retention = threading.Event()
+    threading.Thread(
+        target=_retention_loop,
+        args=(store, settings, stop_retention),
+        name="retention-sweep",
+        daemon=True,
+    ).start()
+    _run_uvicorn(app, dispatcher, settings, sock, url, args)
+    stop_retention.set()
+    store.close()
+    sock.close()
+    logger.info("stopped")
     return 0

@@ -16,7 +16,7 @@ from app.api.cpu_budget import CpuBudgetMiddleware, budget_for
 from app.api.job_views import FinishedJobJson
 from app.api.metrics import build_registry
 from app.api.read_cache import ReadCache
-from app.api.routes import datasets, jobs, models, system
+from app.api.routes import agent, datasets, hosts, jobs, models, system
 from app.api.schemas import JobCreate
 from app.dispatch import Dispatcher, LocalDispatcher
 from app.engine.spec import BenchmarkResult
@@ -51,11 +51,19 @@ def create_app(
     app.state.store = store
     app.state.dispatcher = dispatcher
     app.state.job_json = FinishedJobJson()
-    app.state.cpu_budget = budget_for(settings.api_cpu_share_while_running)
+    # Fleet mode: the API shares no CPUs with a benchmark (agents run them elsewhere).
+    app.state.cpu_budget = (
+        None if settings.fleet else budget_for(settings.api_cpu_share_while_running)
+    )
+    app.state.agent_tokens = {
+        token.encode("utf-8"): host for token, host in settings.agent_token_map().items()
+    }
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)
     install_error_handlers(app)
-    for router in (models.router, datasets.router, jobs.router, system.router):
+    for router in (models.router, datasets.router, jobs.router, hosts.router, system.router):
         app.include_router(router)
+    if settings.fleet:
+        app.include_router(agent.router)
     app.add_middleware(ReadCache, store=store)  # first added = innermost: after auth and CORS
     tokens = _install_access(app, settings)
     # Last added = outermost: every request, even one refused for a token, is metered.
@@ -88,8 +96,10 @@ def _install_access(app: FastAPI, settings: Settings) -> list[str]:
     """Bearer tokens and CORS from the settings (README: Reliability and security); returns the tokens."""
     settings.check_extensions_dir()
     tokens = settings.api_token_list()
+    agent_tokens = list(settings.agent_token_map()) if settings.fleet else []
+    if tokens or agent_tokens:
+        app.add_middleware(TokenAuthMiddleware, tokens=tokens, agent_tokens=agent_tokens)
     if tokens:
-        app.add_middleware(TokenAuthMiddleware, tokens=tokens)
         logger.info("API tokens configured: every route but /healthz needs a bearer token")
     origins = settings.cors_origin_list()
     if origins:  # added last = outermost: preflight requests carry no token

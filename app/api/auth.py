@@ -5,6 +5,11 @@ and relies on binding to 127.0.0.1. With tokens, every request (also `/metrics`,
 `/openapi.json`, and unknown paths) needs `Authorization: Bearer <token>`, checked before
 routing and before the body is read, with a constant-time comparison against every token.
 Anything else is 401 in the one error shape with `WWW-Authenticate: Bearer`.
+
+Fleet mode adds agent tokens (`OVBENCH_AGENT_TOKENS`, name=token): they open the `/agent/`
+routes only (checked there, by `agent_host`), and a request with one anywhere else is 403,
+whether or not user tokens are configured: an agent cannot submit jobs. User tokens do not
+open `/agent/`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Reachable without a token: liveness probes (load balancers, container health checks).
 PUBLIC_PATHS = frozenset({"/healthz"})
+AGENT_PREFIX = "/agent/"  # the agents' routes: their own tokens, checked by the routes
 BEARER_SCHEME = "bearer"
 
 
@@ -45,20 +51,30 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 class TokenAuthMiddleware:
-    """Pure ASGI middleware: 401 unless the request carries one of `tokens`."""
+    """Pure ASGI middleware: 401 unless the request carries one of `tokens` (when there are
+    any); 403 for an agent token outside `/agent/`."""
 
-    def __init__(self, app: ASGIApp, tokens: list[str]) -> None:
-        if not tokens:
+    def __init__(
+        self, app: ASGIApp, tokens: list[str], agent_tokens: list[str] | None = None
+    ) -> None:
+        if not tokens and not agent_tokens:
             raise ValueError("TokenAuthMiddleware needs at least one token")
         self.app = app
         self.tokens = [t.encode("utf-8") for t in tokens]
+        self.agent_tokens = [t.encode("utf-8") for t in agent_tokens or []]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(AGENT_PREFIX):
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope.get("headers", []))
-        if token is not None and token_matches(token, self.tokens):
+        if token is not None and self.agent_tokens and token_matches(token, self.agent_tokens):
+            await _refuse(
+                scope, send, 403, "forbidden", "An agent token opens the /agent/ routes only"
+            )
+            return
+        if not self.tokens or (token is not None and token_matches(token, self.tokens)):
             await self.app(scope, receive, send)
             return
         message = (
@@ -66,17 +82,17 @@ class TokenAuthMiddleware:
             if token is None
             else "Invalid bearer token"
         )
-        logger.info("401 for %s %s: %s", scope.get("method"), scope.get("path"), message)
-        body = json.dumps(error_body("unauthorized", message)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="ovbench"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(scope, send, 401, "unauthorized", message)
+
+
+async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    logger.info("%d for %s %s: %s", status, scope.get("method"), scope.get("path"), message)
+    body = json.dumps(error_body(code, message)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="ovbench"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -269,6 +269,9 @@ class DeviceRead(BaseModel):
     name: str
     full_name: str
     properties: dict[str, str]
+    hosts: list[str] | None = Field(
+        default=None, description="Fleet mode: the live hosts that offer it (null on a single host)"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -295,7 +298,10 @@ class WorkerRead(BaseModel):
 
 class ReadyRead(BaseModel):
     ready: bool
-    worker: WorkerRead | None
+    worker: WorkerRead | None = Field(description="The local worker (null in fleet mode)")
+    hosts_live: int | None = Field(
+        default=None, description="Fleet mode: hosts with a fresh heartbeat (null on a single host)"
+    )
 
 
 class VersionRead(BaseModel):

@@ -98,7 +98,8 @@ def start_line(api: str, niter: int | None, duration_s: float | None, nireq: int
     return f"Start inference {api}hronously ({', '.join(limits)})"
 
 
-def _host() -> dict[str, str | int]:
+def host_facts() -> dict[str, str | int]:
+    """The host as a result records it: name, CPU, logical CPUs, OS, Python."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -346,7 +347,7 @@ def run_benchmark(
         ),
         perf_counters=perf,
         warnings=warns,
-        host=_host(),
+        host=host_facts(),
         cpu_usage=cpu,
     )
     del compiled

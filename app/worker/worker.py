@@ -19,19 +19,17 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-
-import pydantic
+from typing import Any
 
 from app.engine.devices import list_devices
-from app.engine.errors import EngineError
-from app.engine.runner import run_benchmark
 from app.engine.spec import BenchmarkSpec, Progress
-from app.errors import ServiceError
 from app.faults import fault_point
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import JobRow
+from app.worker.outcome import run_to_outcome
 from app.worker.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -55,19 +53,37 @@ def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:
     input_paths: list[str] = []
     if job.dataset_id is not None:
         input_paths = [str(store.catalog.dataset_dir(store.catalog.get_dataset(job.dataset_id)))]
-    params = {k: v for k, v in job.params.items() if k not in NOT_RUN_OPTIONS}
+    return spec_from_params(
+        job.params,
+        model_path=Path(model_dir) / model.files[0]["name"],
+        input_paths=input_paths,
+        shown_names={f["name"]: f.get("original_name", f["name"]) for f in model.files},
+        settings=settings,
+    )
+
+
+def spec_from_params(
+    params: Mapping[str, Any],
+    model_path: Path,
+    input_paths: list[str],
+    shown_names: dict[str, str],
+    settings: Settings,
+) -> BenchmarkSpec:
+    """A job's stored params as the engine's spec, its files where this process has them
+    (the local data dir, or a fleet agent's cache)."""
+    options = {k: v for k, v in params.items() if k not in NOT_RUN_OPTIONS}
     # -l / -c: names inside the admin's extensions dir, resolved (and re-checked) here.
-    extensions = params.pop("extensions", None) or []
-    gpu_config = params.pop("gpu_config", None)
+    extensions = options.pop("extensions", None) or []
+    gpu_config = options.pop("gpu_config", None)
     return BenchmarkSpec(
-        model_path=str(Path(model_dir) / model.files[0]["name"]),
+        model_path=str(model_path),
         input_paths=input_paths,
         default_duration_s=dict(settings.default_duration_s),
         extension_paths=[str(settings.extension_file(name)) for name in extensions],
         gpu_config_path=str(settings.extension_file(gpu_config)) if gpu_config else None,
-        shown_names={f["name"]: f.get("original_name", f["name"]) for f in model.files},
+        shown_names=shown_names,
         option_names="api",
-        **params,
+        **options,
     )
 
 
@@ -196,32 +212,20 @@ class Worker:
         fault_point("after_claim")
         self.store.workers.heartbeat(self.pid, job.id)
         with _JobWatch(self, job.id) as watch:
-            try:
-                spec = build_spec(store, job, self.settings)
-                fault_point("hang_in_run")
-                result = run_benchmark(spec, on_progress=watch.on_progress, cancel=watch.cancel)
-            except EngineError as exc:
-                store.jobs.finish_failed(job.id, exc.code, exc.message)
-                return
-            except ServiceError as exc:  # the model or dataset vanished
-                store.jobs.finish_failed(job.id, exc.code, exc.message)
-                return
-            except pydantic.ValidationError as exc:
-                store.jobs.finish_failed(job.id, "invalid_params", f"Invalid job parameters: {exc}")
-                return
-            except Exception as exc:
-                logger.exception("job %s: unexpected error", job.id)
-                store.jobs.finish_failed(
-                    job.id,
-                    "internal_error",
-                    f"Unexpected error in the worker: {type(exc).__name__}: {exc}",
-                )
-                return
-        data = result.model_dump(mode="json")
-        del result
-        if data.get("status") == "cancelled":
+            outcome = run_to_outcome(
+                lambda: build_spec(store, job, self.settings),
+                watch.on_progress,
+                watch.cancel,
+                job.id,
+            )
+        if outcome.status == "failed":
+            store.jobs.finish_failed(
+                job.id, outcome.error_code or "internal_error", outcome.error_message or ""
+            )
+        elif outcome.status == "cancelled":
             message = SHUTDOWN_MESSAGE if self.stop_event.is_set() else CANCEL_MESSAGE
-            store.jobs.finish_cancelled(job.id, data, message)
+            store.jobs.finish_cancelled(job.id, outcome.result, message)
         else:
+            assert outcome.result is not None
             fault_point("before_result")
-            store.jobs.finish_succeeded(job.id, data)
+            store.jobs.finish_succeeded(job.id, outcome.result)

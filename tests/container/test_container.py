@@ -5,10 +5,9 @@ Builds the image with no network from the wheelhouse, starts it with compose on 
 published port, checks that models and jobs survive `down`/`up` on the named volume, and
 tears everything down.
 
-Needs a Docker engine (DOCKER_HOST or the default socket), `docker-compose` (or `docker
-compose`) and a base image with python3 3.11: `ovbench-base:bookworm`, made by
-.ci/docker-prepare.sh, or the one named by OVBENCH_TEST_BASE_IMAGE. Without them the test is
-skipped, with the reason; with CI=true it fails instead, since CI must run it.
+Needs a Docker engine, compose and a base image (tests/container/engine.py says which); without
+them the test is skipped, with the reason; with CI=true it fails instead, since CI must run it.
+The image is built once a session (conftest.py) and shared with the other container tests.
 Deselect with `pytest -m "not container"`.
 """
 
@@ -17,144 +16,25 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.container.engine import BASE_IMAGE, ROOT, Engine, free_port, run
 from tests.factories import write_tiny_model
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
-WHEELHOUSE = ROOT / "wheelhouse"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-BASE_IMAGE = os.environ.get("OVBENCH_TEST_BASE_IMAGE", "ovbench-base:bookworm")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 HEALTHY_WITHIN_S = 120
 JOB_DONE_WITHIN_S = 120
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true, so the container test must run, but {reason}", pytrace=False)
-    pytest.skip(f"container test not run: {reason}")
-
-
-def _run(
-    cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n"
-            f"--- stdout (tail)\n{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}"
-        )
-    return proc
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Engine:
-    compose: list[str]  # `docker-compose` or `docker compose`
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    if shutil.which("docker") is None:
-        _unavailable("no `docker` command (Debian: apt-get install docker.io)")
-    where = os.environ.get("DOCKER_HOST") or "the default socket (DOCKER_HOST is not set)"
-    try:
-        probe = _run(
-            ["docker", "version", "--format", "{{.Server.Version}}"], timeout=20, check=False
-        )
-    except subprocess.TimeoutExpired:
-        _unavailable(f"no Docker engine answered within 20 s on {where}")
-    if probe.returncode != 0:
-        _unavailable(
-            f"no Docker engine reachable on {where} ({probe.stderr.strip()[-300:]}); "
-            "as root, .ci/docker-prepare.sh starts one"
-        )
-    if shutil.which("docker-compose"):
-        compose = ["docker-compose"]
-    elif _run(["docker", "compose", "version"], check=False).returncode == 0:
-        compose = ["docker", "compose"]
-    else:
-        _unavailable("neither `docker-compose` nor `docker compose` is installed")
-    if _run(["docker", "image", "inspect", BASE_IMAGE], check=False).returncode != 0:
-        _unavailable(
-            f"the base image {BASE_IMAGE} is missing: .ci/docker-prepare.sh builds it "
-            "(or set OVBENCH_TEST_BASE_IMAGE to an image with python3 3.11 and python3-venv)"
-        )
-    return Engine(compose=compose)
-
-
-def _pip_env() -> dict[str, str]:
-    """This environment without pip's machine-wide config: the wheelhouse alone must do."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env["PIP_CONFIG_FILE"] = os.devnull
-    return env
-
-
-def _refresh_wheelhouse() -> None:
-    """Rebuild the project's wheel from this tree; fetch dependencies only if some are missing."""
-    WHEELHOUSE.mkdir(exist_ok=True)
-    for old in WHEELHOUSE.glob("ovbench-*.whl"):
-        old.unlink()
-    pip = [sys.executable, "-m", "pip"]
-    quiet = ["-qq", "--disable-pip-version-check"]
-    _run(
-        [*pip, "wheel", *quiet, "--no-deps", "--wheel-dir", str(WHEELHOUSE), str(ROOT)], timeout=300
-    )
-    offline = [
-        *pip, "install", *quiet, "--dry-run", "--ignore-installed", "--no-index",
-        "--find-links", str(WHEELHOUSE), "ovbench",
-    ]  # fmt: skip
-    if _run(offline, env=_pip_env(), check=False, timeout=120).returncode != 0:
-        _run([*pip, "wheel", *quiet, "--wheel-dir", str(WHEELHOUSE), str(ROOT)], timeout=600)
-
-
-@pytest.fixture(scope="module")
-def image(engine: Engine) -> Iterator[str]:
-    tag = f"ovbench-test:{uuid.uuid4().hex[:12]}"
-    started = time.monotonic()
-    _refresh_wheelhouse()
-    wheels_s = time.monotonic() - started
-    env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the classic builder: any engine, no plugin
-    build = [
-        "docker", "build", "--network", "none", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-        "--tag", tag, str(ROOT),
-    ]  # fmt: skip
-    try:
-        _run(build, env=env, timeout=600)
-        print(
-            f"wheelhouse {wheels_s:.1f} s, image build {time.monotonic() - started - wheels_s:.1f} s"
-        )
-        yield tag
-    finally:
-        _run(["docker", "image", "rm", "--force", tag], check=False)
-        _run(
-            ["docker", "image", "prune", "--force", "--filter", "label=ovbench.stage=build"],
-            check=False,
-        )
 
 
 def _last_check(state: dict[str, Any]) -> str:
@@ -168,7 +48,7 @@ class Deployment:
 
     def __init__(self, engine: Engine, image: str) -> None:
         self.project = f"ovbenchtest{uuid.uuid4().hex[:10]}"
-        self.port = _free_port()
+        self.port = free_port()
         self.volume = f"{self.project}_ovbench-data"
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._cmd = [*engine.compose, "--project-name", self.project, "--file", str(COMPOSE_FILE)]
@@ -180,7 +60,7 @@ class Deployment:
         }
 
     def compose(self, *args: str, timeout: float = 120) -> str:
-        return _run([*self._cmd, *args], env=self._env, timeout=timeout).stdout
+        return run([*self._cmd, *args], env=self._env, timeout=timeout).stdout
 
     def up(self) -> str:
         """Start the service; return its container id once the HEALTHCHECK says healthy."""
@@ -190,7 +70,7 @@ class Deployment:
         deadline = time.monotonic() + HEALTHY_WITHIN_S
         while True:
             state = json.loads(
-                _run(["docker", "inspect", "--format", "{{json .State}}", container]).stdout
+                run(["docker", "inspect", "--format", "{{json .State}}", container]).stdout
             )
             health = (state.get("Health") or {}).get("Status")
             if health == "healthy":
@@ -209,18 +89,16 @@ class Deployment:
         """Remove the containers, the network and the named volume; never raises."""
         cmd = [*self._cmd, "down", "--volumes", "--remove-orphans"]
         try:
-            return _run(cmd, env=self._env, timeout=180, check=False)
+            return run(cmd, env=self._env, timeout=180, check=False)
         except subprocess.TimeoutExpired as exc:
             return subprocess.CompletedProcess(cmd, -1, "", f"timed out: {exc}")
 
     def logs(self) -> str:
-        proc = _run([*self._cmd, "logs", "--no-color", "--tail", "200"], env=self._env, check=False)
+        proc = run([*self._cmd, "logs", "--no-color", "--tail", "200"], env=self._env, check=False)
         return proc.stdout + proc.stderr
 
     def volume_exists(self) -> bool:
-        names = _run(
-            ["docker", "volume", "ls", "--quiet", "--filter", f"name={self.volume}"]
-        ).stdout
+        names = run(["docker", "volume", "ls", "--quiet", "--filter", f"name={self.volume}"]).stdout
         return self.volume in names.split()
 
 
@@ -253,11 +131,11 @@ def test_image_runs_a_benchmark_and_keeps_data_across_down_and_up(
         container = deployment.up()
 
         config = json.loads(
-            _run(["docker", "inspect", "--format", "{{json .Config}}", container]).stdout
+            run(["docker", "inspect", "--format", "{{json .Config}}", container]).stdout
         )
         assert config["User"] == "ovbench", "the service must not run as root"
         assert any("/healthz" in part for part in config["Healthcheck"]["Test"])
-        published = _run(["docker", "port", container, "8000/tcp"]).stdout.split()
+        published = run(["docker", "port", container, "8000/tcp"]).stdout.split()
         assert published == [f"127.0.0.1:{deployment.port}"], f"published on {published}"
 
         with httpx.Client(base_url=deployment.base_url, timeout=30) as client:
@@ -311,7 +189,7 @@ def test_commented_device_passthrough_is_valid_compose(engine: Engine, tmp_path:
     uncommented = tmp_path / "docker-compose.yml"
     uncommented.write_text(text)
     cmd = [*engine.compose, "--project-directory", str(ROOT), "--file", str(uncommented), "config"]
-    config = _run(cmd, env={**os.environ, "OVBENCH_RENDER_GID": "4242"}).stdout
+    config = run(cmd, env={**os.environ, "OVBENCH_RENDER_GID": "4242"}).stdout
     for expected in ("/dev/dri:/dev/dri", "/dev/accel:/dev/accel", "4242"):
         assert expected in config, f"{expected!r} not in:\n{config}"
     assert "127.0.0.1:" in config

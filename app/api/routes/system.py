@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.api.deps import SettingsDep, StoreDep, error_responses
 from app.api.schemas import DeviceRead, HealthRead, ReadyRead, VersionRead, WorkerRead
 from app.errors import UnavailableError
+from app.services.fleet import host_views
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +21,30 @@ API_VERSION = "1"
 
 
 @router.get(
-    "/devices", response_model=list[DeviceRead], summary="Devices the worker's OpenVINO sees"
+    "/devices",
+    response_model=list[DeviceRead],
+    summary="Devices the worker's OpenVINO sees (fleet mode: the live hosts')",
 )
-def list_devices(store: StoreDep) -> list[DeviceRead]:
-    return [
-        DeviceRead(name=d.name, full_name=d.full_name, properties=d.properties)
-        for d in store.workers.list_devices()
-    ]
+def list_devices(store: StoreDep, settings: SettingsDep) -> list[DeviceRead]:
+    if not settings.fleet:
+        return [
+            DeviceRead(name=d.name, full_name=d.full_name, properties=d.properties)
+            for d in store.workers.list_devices()
+        ]
+    devices: dict[str, DeviceRead] = {}
+    for view in host_views(store, settings):
+        if view.state == "offline":
+            continue
+        for d in view.row.devices:
+            entry = devices.setdefault(
+                d["name"],
+                DeviceRead(
+                    name=d["name"], full_name=d["full_name"], properties=d["properties"], hosts=[]
+                ),
+            )
+            assert entry.hosts is not None
+            entry.hosts.append(view.row.name)
+    return [devices[name] for name in sorted(devices)]
 
 
 @router.get("/healthz", response_model=HealthRead, summary="The API process is up")
@@ -41,6 +59,9 @@ async def read_health() -> HealthRead:  # async: no thread-pool hop for a probe
     summary="The worker is alive (fresh heartbeat)",
 )
 def read_readiness(store: StoreDep, settings: SettingsDep) -> ReadyRead:
+    if settings.fleet:  # the agents are the workers; this API is ready when its database is
+        live = [v for v in host_views(store, settings) if v.state != "offline"]
+        return ReadyRead(ready=True, worker=None, hosts_live=len(live))
     worker = store.workers.read()
     if worker is None:
         raise UnavailableError("No worker has started yet", code="worker_not_ready")
