@@ -5,7 +5,10 @@
 #   2. starts a private dockerd (own socket, data root and exec root) unless one already answers;
 #   3. builds the base image ovbench-base:bookworm with debootstrap from this machine's own apt
 #      mirror (no registry is reachable for `FROM`), unless it is already there;
-#   4. writes the wheelhouse (`pip wheel`) that the image installs from with no network.
+#   4. writes the wheelhouse (`pip wheel`) that the image installs from with no network;
+#   5. builds the PostgreSQL and RabbitMQ stand-in images for docker-compose.fleet.yml
+#      (.ci/fleet-images.sh) and fetches the GPU agent image's .deb files (.ci/gpu-debs.sh),
+#      each skipped when already there.
 #
 # The engine stays up for the test; .ci/docker-stop.sh stops it. Every step prints its time.
 # Settings (environment): OVBENCH_CI_DOCKER_SOCK, OVBENCH_CI_DOCKER_ROOT, OVBENCH_CI_DOCKER_EXEC,
@@ -175,8 +178,17 @@ build_wheelhouse() {
     log "wheelhouse: $(find wheelhouse -name '*.whl' | wc -l) wheels, $(du -sh wheelhouse | cut -f1)"
 }
 
+build_fleet_images() {
+    OVBENCH_BASE_IMAGE=$BASE_IMAGE bash .ci/fleet-images.sh || die ".ci/fleet-images.sh failed"
+}
+
+fetch_gpu_debs() {
+    OVBENCH_BASE_IMAGE=$BASE_IMAGE bash .ci/gpu-debs.sh || die ".ci/gpu-debs.sh failed"
+}
+
 [ "$(id -u)" = 0 ] || die "must run as root (installs packages and starts dockerd)"
-for step in install_packages start_engine build_base_image build_wheelhouse; do
+for step in install_packages start_engine build_base_image build_wheelhouse build_fleet_images \
+    fetch_gpu_debs; do
     t0=$(now)
     "$step"
     log "$step took $(took "$t0")"

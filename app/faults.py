@@ -26,6 +26,7 @@ FAULT_POINTS = frozenset(
         "after_claim",  # worker: a job was just claimed (status running), nothing run yet
         "before_result",  # worker: the run finished, its result is not stored yet
         "hang_in_run",  # worker: the run never returns (a stuck native call)
+        "before_publish",  # fleet API: a job was committed, not yet handed to the broker
     }
 )
 

@@ -34,6 +34,7 @@ from datetime import timedelta
 
 from app.dispatch.broker import TASK_NAME, host_queue, make_celery
 from app.dispatch.placement import choose_host, heartbeat_age_s, host_state
+from app.faults import fault_point
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import utcnow
@@ -94,6 +95,7 @@ class FleetDispatcher:
 
     def job_queued(self, job_id: str) -> None:
         """Hand the committed job to the publisher (never blocks on the broker)."""
+        fault_point("before_publish")
         host = self.store.jobs.get(job_id).host
         if host is not None:
             self._enqueue([(job_id, host)])

@@ -32,6 +32,7 @@ SWEEP_INTERVAL_S = 0.3
 START_DEADLINE_S = 4.0
 REPUBLISH_AFTER_S = 4.0
 PUBLISH_GRACE_S = 1.0
+HOST_NAMES = ("lab-a", "lab-b", "lab-c", "sim-a", "sim-b")
 
 
 @dataclass
@@ -43,13 +44,18 @@ class Fleet:
     broker_url: str
     rabbitmq: RabbitMQServer
     postgres: PostgresServer
+    vhost: str
     tokens: dict[str, str] = field(default_factory=dict)  # host name -> token
     user_token: str = field(default_factory=lambda: secrets.token_hex(16))
     apis: list[Api] = field(default_factory=list)
     agents: list[AgentProcess] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        for name in HOST_NAMES:  # the APIs know every agent token from their start
+            self.tokens[name] = secrets.token_hex(16)
+
     def token(self, name: str) -> str:
-        return self.tokens.setdefault(name, secrets.token_hex(16))
+        return self.tokens[name]
 
     def api_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
@@ -72,10 +78,19 @@ class Fleet:
         return api.start()
 
     def start_agent(self, name: str, api: Api, **env: str) -> AgentProcess:
-        self.token(name)
         agent = AgentProcess(self, name, api, env)
         self.agents.append(agent)
         return agent.start()
+
+    def queue_messages(self, host: str) -> int:
+        """Messages in the host's queue, ready or unacknowledged (rabbitmqctl)."""
+        listed = self.rabbitmq.ctl("list_queues", "-p", self.vhost, "--quiet", "name", "messages")
+        assert listed.returncode == 0, listed.stderr
+        for line in listed.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == f"ovbench.host.{host}":
+                return int(parts[1])
+        return 0
 
     def close(self) -> None:
         for agent in self.agents:
@@ -111,10 +126,8 @@ class _Process:
             return
         if self.process.poll() is None:
             self.signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -264,7 +277,7 @@ def fleet(
         done = rabbitmq.ctl(*args)
         assert done.returncode == 0, done.stderr
     broker_url = f"amqp://guest:guest@127.0.0.1:{rabbitmq.port}/{vhost}"
-    fleet = Fleet(tmp_path, postgres_url, broker_url, rabbitmq, postgres)
+    fleet = Fleet(tmp_path, postgres_url, broker_url, rabbitmq, postgres, vhost)
     try:
         yield fleet
     finally:

@@ -8,7 +8,6 @@ from tests.fleet.conftest import Fleet
 
 
 def test_a_job_runs_on_an_agent_and_says_which_host(fleet: Fleet, fleet_model: Path) -> None:
-    fleet.token("lab-a")
     api = fleet.start_api()
     fleet.start_agent("lab-a", api)
     model_id = api.upload_model(fleet_model)
