@@ -68,3 +68,22 @@ image:
 	rm -f wheelhouse/ovbench-*.whl
 	$(PYTHON) -m pip wheel --quiet --disable-pip-version-check --wheel-dir wheelhouse .
 	docker build --network none --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(IMAGE) .
+
+# ---- Fleet containers (docker-compose.fleet.yml; docs/fleet-containers.md) ----
+#   make fleet-images      ovbench-postgres:local and ovbench-rabbitmq:local, stand-ins for the
+#                          official images built from Debian's packages (where Docker Hub is out of reach)
+#   make image-agent-gpu   $(AGENT_GPU_IMAGE): the image of `make image` plus Debian's Intel OpenCL
+#                          runtime, installed offline; BASE_IMAGE must be Debian bookworm, like this
+#                          machine's apt (e.g. BASE_IMAGE=ovbench-base:bookworm or python:3.11-slim-bookworm)
+AGENT_GPU_IMAGE ?= ovbench-agent-gpu:local
+
+.PHONY: fleet-images gpu-debs image-agent-gpu
+fleet-images:
+	bash .ci/fleet-images.sh
+
+gpu-debs:
+	OVBENCH_BASE_IMAGE=$(BASE_IMAGE) bash .ci/gpu-debs.sh
+
+image-agent-gpu: image gpu-debs
+	docker build --network none --build-arg OVBENCH_IMAGE=$(IMAGE) --tag $(AGENT_GPU_IMAGE) docker/agent-gpu
+# ---- end of fleet containers ----

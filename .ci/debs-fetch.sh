@@ -46,8 +46,9 @@ docker run --rm --network none --entrypoint cat "$IMAGE" /var/lib/dpkg/status > 
 image_release=$(docker run --rm --network none --entrypoint cat "$IMAGE" /etc/os-release \
     | sed -n 's/^VERSION_CODENAME=//p')
 host_release=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)
-[ -n "$image_release" ] && [ "$image_release" = "$host_release" ] \
-    || die "$IMAGE is Debian '$image_release' but this machine's apt serves '$host_release'"
+if [ -z "$image_release" ] || [ "$image_release" != "$host_release" ]; then
+    die "$IMAGE is Debian '$image_release' but this machine's apt serves '$host_release'"
+fi
 
 mkdir -p "$work/archives/partial"
 apt_opts=(

@@ -7,8 +7,9 @@
 #
 # Each is BASE_IMAGE plus Debian's packages, fetched on this machine as .deb files
 # (.ci/debs-fetch.sh, into docker/*/debs/, git-ignored) and installed by a
-# `docker build --network none`. Idempotent: an image already there is kept (remove it to
-# rebuild). Every step prints its time. Then:
+# `docker build --network none`. Idempotent: an image already there is kept while its label
+# ovbench.recipe matches (a hash of its docker/NAME files, packages and base image id); an edit
+# rebuilds it. Every step prints its time. Then:
 #
 #   OVBENCH_POSTGRES_IMAGE=ovbench-postgres:local OVBENCH_RABBITMQ_IMAGE=ovbench-rabbitmq:local \
 #       docker-compose -f docker-compose.fleet.yml up -d
@@ -33,8 +34,13 @@ took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
 build_stand_in() {
     local name=$1
     shift
-    local tag=ovbench-$name:local dir=docker/$name t0
-    if docker image inspect "$tag" > /dev/null 2>&1; then
+    local tag=ovbench-$name:local dir=docker/$name t0 recipe
+    recipe=$( (
+        cd "$dir" && cat Dockerfile entrypoint.sh
+        echo "$* $(docker image inspect --format '{{.Id}}' "$BASE_IMAGE")"
+    ) | sha256sum | cut -c1-16)
+    if [ "$(docker image inspect --format '{{index .Config.Labels "ovbench.recipe"}}' "$tag" \
+        2> /dev/null)" = "$recipe" ]; then
         log "$tag is already there"
         return
     fi
@@ -43,8 +49,17 @@ build_stand_in() {
     log "$tag: .deb files took $(took "$t0")"
     t0=$(now)
     # The classic builder: any engine, no plugin (as tests/container does).
+    local old buildlog
+    old=$(docker image inspect --format '{{.Id}}' "$tag" 2> /dev/null || true)
+    buildlog=$(mktemp)
     DOCKER_BUILDKIT=0 docker build --quiet --network none --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --tag "$tag" "$dir" > /dev/null || die "docker build of $tag failed"
+        --label "ovbench.recipe=$recipe" --tag "$tag" "$dir" > /dev/null 2> "$buildlog" \
+        || { cat "$buildlog" >&2; rm -f "$buildlog"; die "docker build of $tag failed"; }
+    rm -f "$buildlog"
+    # The image this one replaces (an older recipe), unless a container still uses it.
+    if [ -n "$old" ] && [ "$old" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+        docker image rm "$old" > /dev/null 2>&1 || true
+    fi
     log "$tag: image build took $(took "$t0") ($(docker image inspect --format '{{.Size}}' "$tag" \
         | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
 }

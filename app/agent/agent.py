@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,9 @@ class Agent:
                 raise AgentStopping("stopping while waiting for the run lock")
         try:
             try:
-                job = self.client.call("POST", f"/agent/jobs/{job_id}/claim")
+                job = self.client.call(
+                    "POST", f"/agent/jobs/{job_id}/claim", {"claim_token": uuid.uuid4().hex}
+                )
             except ApiRefused as exc:
                 logger.info("job %s: not run (%s)", job_id, exc.message)
                 return

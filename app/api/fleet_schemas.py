@@ -55,6 +55,16 @@ class AgentHeartbeatReply(BaseModel):
     draining: bool
 
 
+class AgentClaim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    claim_token: str = Field(
+        min_length=8,
+        max_length=64,
+        description="Names this claim; the same token again gets the job",
+    )
+
+
 class AgentFile(BaseModel):
     name: str = Field(description="The file's name in the job's model or input directory")
     original_name: str

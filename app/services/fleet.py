@@ -91,11 +91,12 @@ def heartbeat(store: Store, host: str, current_job_id: str | None) -> HostRow:
     return row
 
 
-def claim(store: Store, host: str, job_id: str) -> JobRow:
+def claim(store: Store, host: str, job_id: str, token: str) -> JobRow:
     """queued -> running for the agent of `host`; 409 `not_claimable` when the job is not
-    queued for it (a duplicate message, a cancel, a job of another host)."""
+    queued for it (a duplicate message, a cancel, a job of another host). The same `token`
+    again (a retry whose answer was lost) gets the job it claimed."""
     try:
-        row = store.jobs.claim(job_id, host)
+        row = store.jobs.claim(job_id, host, token)
     except IntegrityError:
         # Another job is `running` here, but the agent asking runs nothing (one at a time):
         # that job lost its agent. Fail it, then claim.
@@ -105,7 +106,8 @@ def claim(store: Store, host: str, job_id: str) -> JobRow:
             "(its run was lost); submit it again",
             host=host,
         )
-        row = store.jobs.claim(job_id, host)
+        row = store.jobs.claim(job_id, host, token)
+    store.hosts.heartbeat(host, row.id if row is not None else None)  # it is alive, and says so
     if row is None:
         job = store.jobs.get(job_id)
         raise ConflictError(
@@ -154,6 +156,7 @@ def finish(
         done = store.jobs.finish_failed(
             job_id, error_code or "internal_error", error_message or "The run failed", host=host
         )
+    store.hosts.heartbeat(host, None)  # alive, and free for the next job
     job = store.jobs.get(job_id)
     if not done:
         raise ConflictError(

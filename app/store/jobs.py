@@ -274,12 +274,13 @@ class Jobs:
 
     # ------------------------------------------------------ worker side of jobs
     def claim_next(self, worker_pid: int) -> JobRow | None:
-        """Atomically move the oldest queued job to running and return it."""
+        """Atomically move the oldest queued job to running and return it (the local worker:
+        only jobs routed to no fleet host)."""
         while True:
             with self.session() as s:
                 candidate = s.scalars(
                     select(JobRow.id)
-                    .where(JobRow.status == "queued")
+                    .where(JobRow.status == "queued", JobRow.host.is_(None))
                     .order_by(JobRow.created_at, JobRow.id)
                     .limit(1)
                 ).first()
@@ -295,9 +296,12 @@ class Jobs:
                 logger.info("job %s running (worker pid %d)", candidate, worker_pid)
                 return self.get(candidate)
 
-    def claim(self, job_id: str, host: str) -> JobRow | None:
+    def claim(self, job_id: str, host: str, token: str) -> JobRow | None:
         """Fleet: move the queued job `job_id`, routed to `host`, to running; None when it is
         not queued for that host (already run, cancelled, failed, or routed elsewhere).
+
+        `token` names this claim: the same claim again (its answer was lost on the way) gets
+        the job it claimed, as long as it runs.
 
         IntegrityError when another job is `running` on `host` (the one-running-per-host
         index): the caller decides what that job is.
@@ -306,11 +310,22 @@ class Jobs:
             claimed = s.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status == "queued", JobRow.host == host)
-                .values(status="running", started_at=utcnow(), worker_pid=None)
+                .values(status="running", started_at=utcnow(), worker_pid=None, claim_token=token)
             )
             s.commit()
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return None
+            with self.session() as s:
+                again = s.scalars(
+                    select(JobRow).where(
+                        JobRow.id == job_id,
+                        JobRow.status == "running",
+                        JobRow.host == host,
+                        JobRow.claim_token == token,
+                    )
+                ).first()
+            if again is not None:
+                logger.info("job %s: claim %s repeated by host %s", job_id, token, host)
+            return again
         logger.info("job %s running on host %s", job_id, host)
         return self.get(job_id)
 

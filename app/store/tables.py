@@ -144,6 +144,8 @@ class JobRow(Base):
     # it to the broker (null: never, so the sweeper publishes it).
     host: Mapped[str | None] = mapped_column(String(64), index=True)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The agent's claim of it: a retried claim (its answer was lost) gets the job again.
+    claim_token: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeviceRow(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,13 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session")
 def image(engine: Engine) -> Iterator[str]:
-    """The ovbench image, built with no network from a wheelhouse of this tree."""
+    """The ovbench image, built with no network from a wheelhouse of this tree.
+
+    OVBENCH_TEST_IMAGE names an image to use instead (built and removed by whoever set it).
+    """
+    if os.environ.get("OVBENCH_TEST_IMAGE"):
+        yield os.environ["OVBENCH_TEST_IMAGE"]
+        return
     tag = f"ovbench-test:{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
     refresh_wheelhouse()

@@ -104,6 +104,14 @@ class Fleet:
         assert container, f"compose started no {service} container"
         return container
 
+    def assert_running(self, service: str) -> None:
+        """Fail at once when the service's container has exited or restarted (a crash loop)."""
+        state = run(
+            ["docker", "inspect", "--format", "{{.State.Status}} {{.RestartCount}}",
+             self.container(service)],
+        ).stdout.split()  # fmt: skip
+        assert state == ["running", "0"], f"{service}: {state[0]}, restarted {state[1]} times"
+
     def volumes(self) -> list[str]:
         label = f"label=com.docker.compose.project={self.project}"
         return run(["docker", "volume", "ls", "--quiet", "--filter", label]).stdout.split()
@@ -140,8 +148,9 @@ def _host(client: httpx.Client, name: str) -> dict[str, Any] | None:
     return next((host for host in hosts if host["name"] == name), None)
 
 
-def _idle(client: httpx.Client, name: str) -> dict[str, Any] | None:
-    host = _host(client, name)
+def _idle(client: httpx.Client, fleet: Fleet) -> dict[str, Any] | None:
+    fleet.assert_running("agent")
+    host = _host(client, fleet.agent_name)
     return host if host is not None and host["state"] == "idle" else None
 
 
@@ -180,7 +189,7 @@ def test_fleet_runs_a_job_on_its_agent(
             host = _poll(
                 f"GET /hosts lists {fleet.agent_name} as idle",
                 AGENT_IDLE_WITHIN_S,
-                lambda: _idle(client, fleet.agent_name),
+                lambda: _idle(client, fleet),
             )
             assert "CPU" in json.dumps(host["devices"]), host
             hello_s = time.monotonic() - started
@@ -207,7 +216,7 @@ def test_fleet_runs_a_job_on_its_agent(
             assert job["result"]["latency_ms"]["median"] > 0
             _poll(
                 f"{fleet.agent_name} is idle again", AGENT_IDLE_WITHIN_S,
-                lambda: _idle(client, fleet.agent_name),
+                lambda: _idle(client, fleet),
             )  # fmt: skip
         print(
             f"fleet up {up_s:.1f} s, agent idle after {hello_s:.1f} s, "

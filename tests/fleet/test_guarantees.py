@@ -13,7 +13,7 @@ import httpx
 
 from app.dispatch.broker import TASK_NAME, host_queue, make_celery
 from tests.e2e.conftest import wait_for
-from tests.fleet.conftest import HEARTBEAT_TIMEOUT_S, SWEEP_INTERVAL_S, START_DEADLINE_S, Fleet
+from tests.fleet.conftest import HEARTBEAT_TIMEOUT_S, START_DEADLINE_S, SWEEP_INTERVAL_S, Fleet
 from tests.servers import pid_alive, process_tree
 
 SIMULATED = {"OVBENCH_AGENT_SIMULATE": "true"}
@@ -85,7 +85,10 @@ def test_2_a_job_runs_at_most_once_when_its_message_is_delivered_twice(
     try:
         for _ in range(2):  # two more deliveries of the same "run job <id>"
             celery.send_task(
-                TASK_NAME, args=[job["id"]], queue=host_queue("lab-a"), routing_key=host_queue("lab-a")
+                TASK_NAME,
+                args=[job["id"]],
+                queue=host_queue("lab-a"),
+                routing_key=host_queue("lab-a"),
             )
     finally:
         celery.close()

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from app.api.auth import bearer_token, token_matches
 from app.api.deps import SettingsDep, StoreDep, error_responses
 from app.api.fleet_schemas import (
+    AgentClaim,
     AgentFile,
     AgentFinish,
     AgentHeartbeat,
@@ -84,8 +85,8 @@ def heartbeat(body: AgentHeartbeat, host: AgentHost, store: StoreDep) -> AgentHe
 @router.post(
     "/jobs/{job_id}/claim", response_model=AgentJob, responses=error_responses(401, 404, 409)
 )
-def claim(job_id: str, host: AgentHost, store: StoreDep) -> AgentJob:
-    job = fleet.claim(store, host, job_id)
+def claim(job_id: str, body: AgentClaim, host: AgentHost, store: StoreDep) -> AgentJob:
+    job = fleet.claim(store, host, job_id, body.claim_token)
     model, dataset = fleet.job_files(store, job)
     return AgentJob(
         id=job.id,

@@ -1,8 +1,9 @@
 """Fleet mode: device hosts, and jobs routed to them.
 
 - `hosts`: one row per agent host (its devices, labels and facts, heartbeat, drain flag).
-- `jobs.host` (the host a job is routed to and runs on; null on a single host) and
-  `jobs.dispatched_at` (when the API last handed the job to the broker).
+- `jobs.host` (the host a job is routed to and runs on; null on a single host),
+  `jobs.dispatched_at` (when the API last handed the job to the broker) and
+  `jobs.claim_token` (the agent's claim, so that a retried claim gets its job again).
 - A unique partial index: at most one `running` job per host, whatever any process does.
 
 Revision ID: 0003
@@ -39,6 +40,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("host", sa.String(64), nullable=True))
         batch.add_column(sa.Column("dispatched_at", sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column("claim_token", sa.String(64), nullable=True))
     op.create_index("ix_jobs_host", "jobs", ["host"])
     op.create_index(
         "ux_jobs_one_running_per_host",
@@ -54,6 +56,7 @@ def downgrade() -> None:
     op.drop_index("ux_jobs_one_running_per_host", table_name="jobs")
     op.drop_index("ix_jobs_host", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("claim_token")
         batch.drop_column("dispatched_at")
         batch.drop_column("host")
     op.drop_table("hosts")
