@@ -241,6 +241,29 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
     return 0
 
 
+def devices_main(argv: Sequence[str]) -> int:
+    """`ovbench devices`: what OpenVINO sees on this host (as the worker or an agent reports)."""
+    parser = argparse.ArgumentParser(
+        prog="ovbench devices", description="List the devices OpenVINO sees on this host."
+    )
+    parser.add_argument("--json", action="store_true", help="Print them as JSON")
+    args = parser.parse_args(argv)
+    from app.engine.devices import list_devices
+
+    devices = list_devices()
+    if args.json:
+        print(json.dumps([d.model_dump() for d in devices], indent=2))
+        return 0
+    for device in devices:
+        print(f"{device.name}: {device.full_name}")
+        for key, value in device.properties.items():
+            print(f"    {key}: {value}")
+    if not devices:
+        print("No devices: OpenVINO found no plugin that works here")
+        return 1
+    return 0
+
+
 def make_models_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ovbench make-models",
@@ -272,6 +295,7 @@ _COMMANDS = {
     "run": "Benchmark a model here and now (benchmark_app's options).",
     "serve": "Start the REST service and its worker.",
     "agent": "Run a fleet API's jobs on this device host (README: Fleet).",
+    "devices": "List the devices OpenVINO sees on this host.",
     "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN, a dynamic one) and images.",
 }
 
@@ -293,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_main(rest)
     if command == "make-models":
         return make_models_main(rest)
+    if command == "devices":
+        return devices_main(rest)
     if command == "agent":
         from app.agent.__main__ import main as agent_main
 

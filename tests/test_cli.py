@@ -211,3 +211,18 @@ def test_serve_on_a_taken_port_exits_1_naming_it_and_the_way_out(
     assert "worker process" not in out  # refused before a worker was started ...
     assert not group_alive(proc.pid)  # ... and nothing of it is left running
     assert not data_dir.exists()  # nor was the data dir touched
+
+
+def test_devices_lists_what_openvino_sees_here() -> None:
+    import openvino as ov
+
+    core = ov.Core()
+    listed = subprocess.run(
+        [OVBENCH, "devices", "--json"], capture_output=True, text=True, timeout=60, check=True
+    )
+    devices = {d["name"]: d for d in json.loads(listed.stdout)}
+    assert list(devices) == list(core.available_devices)
+    assert devices["CPU"]["full_name"] == core.get_property("CPU", "FULL_DEVICE_NAME")
+    plain = subprocess.run([OVBENCH, "devices"], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0
+    assert f"CPU: {devices['CPU']['full_name']}" in plain.stdout.splitlines()

@@ -26,7 +26,6 @@ from typing import Any
 from app.engine.spec import Progress
 from app.settings import Settings
 from app.worker.outcome import run_to_outcome
-from app.worker.worker import spec_from_params
 
 MARK = "@ovbench "
 PROGRESS_EVERY_S = 0.2
@@ -41,6 +40,8 @@ def emit(message: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    from app.worker.worker import spec_from_params  # OpenVINO: here, not in the agent
+
     logging.basicConfig(
         level="INFO", format="%(asctime)s %(levelname)s [run %(process)d] %(name)s: %(message)s"
     )

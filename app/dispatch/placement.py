@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from app.engine.devices import VIRTUAL_DEVICES, hardware_devices
+from app.engine.spec import VIRTUAL_DEVICES, hardware_devices
 from app.errors import ValidationError
 from app.settings import Settings
 from app.store.hosts import HostLoad

@@ -15,9 +15,16 @@ import openvino.properties.hint as hints
 
 from app.engine.defaults import performance_hint
 from app.engine.errors import ConfigError, DeviceNotFoundError
-from app.engine.spec import BenchmarkSpec, DeviceInfo, OptionNames, option_example, option_name
+from app.engine.spec import (
+    VIRTUAL_DEVICES,
+    BenchmarkSpec,
+    DeviceInfo,
+    OptionNames,
+    hardware_devices,
+    option_example,
+    option_name,
+)
 
-VIRTUAL_DEVICES = frozenset({"AUTO", "HETERO", "MULTI", "BATCH"})
 _KEY_PROPERTIES = (
     "DEVICE_ARCHITECTURE",
     "DEVICE_TYPE",
@@ -60,14 +67,6 @@ def list_devices(core: ov.Core | None = None) -> list[DeviceInfo]:
             )
         )
     return devices
-
-
-def hardware_devices(device: str) -> list[str]:
-    """`HETERO:GPU,CPU` -> ['GPU', 'CPU']; `CPU` -> ['CPU']; `AUTO` -> []."""
-    head, _, tail = device.partition(":")
-    if head in VIRTUAL_DEVICES:
-        return [d.lstrip("-").split("(")[0] for d in tail.split(",") if d.strip()]
-    return [device]
 
 
 def check_device(core: ov.Core, device: str) -> None:

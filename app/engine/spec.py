@@ -62,6 +62,17 @@ DEFAULT_DURATION_S: dict[str, float] = {"CPU": 60, "GPU": 60, "NPU": 60, "UNKNOW
 DEFAULT_NIREQ = 2
 
 
+VIRTUAL_DEVICES = frozenset({"AUTO", "HETERO", "MULTI", "BATCH"})
+
+
+def hardware_devices(device: str) -> list[str]:
+    """`HETERO:GPU,CPU` -> ['GPU', 'CPU']; `CPU` -> ['CPU']; `AUTO` -> []."""
+    head, _, tail = device.partition(":")
+    if head in VIRTUAL_DEVICES:
+        return [d.lstrip("-").split("(")[0] for d in tail.split(",") if d.strip()]
+    return [device]
+
+
 class BenchmarkSpec(BaseModel):
     """One benchmark run, with benchmark_app's knobs under their long names."""
 

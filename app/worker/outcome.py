@@ -17,7 +17,6 @@ from typing import Any, Literal
 import pydantic
 
 from app.engine.errors import EngineError
-from app.engine.runner import run_benchmark
 from app.engine.spec import BenchmarkSpec, Progress
 from app.errors import ServiceError
 from app.faults import fault_point
@@ -40,6 +39,8 @@ def run_to_outcome(
     job_id: str = "",
 ) -> Outcome:
     """Build the spec, run it, and say how it ended; never raises for a bad job."""
+    from app.engine.runner import run_benchmark  # OpenVINO: only where a run happens
+
     try:
         spec = build_spec()
         fault_point("hang_in_run")
