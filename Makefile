@@ -16,7 +16,7 @@ DATA_DIR ?=
 # unless DATA_DIR or OVBENCH_DATA_DIR say otherwise).
 MODELS_DIR ?= $(or $(DATA_DIR),$(OVBENCH_DATA_DIR),./var)/sample-models
 
-.PHONY: install lint format servers test serve models bench clean
+.PHONY: install lint format servers test serve models bench clean fleet-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/ruff format --check app tests bench scripts
 	$(BIN)/mypy app
 
 format: install
-	$(BIN)/ruff check --fix app tests bench
-	$(BIN)/ruff format app tests bench
+	$(BIN)/ruff check --fix app tests bench scripts
+	$(BIN)/ruff format app tests bench scripts
 
 # PostgreSQL 15 and RabbitMQ from Debian's packages, for the tests that start their own
 # (tests/servers.py). Installed when missing, as root; otherwise the script says how, and
@@ -51,6 +51,11 @@ models: install
 
 bench: install
 	$(BIN)/python bench/vs_benchmark_app.py
+
+# Fleet mode on this machine (README: Fleet): PostgreSQL, RabbitMQ, the API on PORT (8000)
+# and two agents, lab-a and lab-b; Ctrl-C stops them all.
+fleet-demo: install servers
+	$(BIN)/python scripts/local_fleet.py $(if $(PORT),--port $(PORT))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
