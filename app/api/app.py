@@ -55,9 +55,8 @@ def create_app(
     app.state.cpu_budget = (
         None if settings.fleet else budget_for(settings.api_cpu_share_while_running)
     )
-    app.state.agent_tokens = {
-        token.encode("utf-8"): host for token, host in settings.agent_token_map().items()
-    }
+    agent_tokens = settings.agent_token_map() if settings.fleet else {}
+    app.state.agent_tokens = {token.encode("utf-8"): host for token, host in agent_tokens.items()}
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)
     install_error_handlers(app)
     for router in (models.router, datasets.router, jobs.router, hosts.router, system.router):

@@ -65,7 +65,8 @@ class TokenAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(AGENT_PREFIX):
+        agent_route = bool(self.agent_tokens) and path.startswith(AGENT_PREFIX)
+        if scope["type"] != "http" or path in PUBLIC_PATHS or agent_route:
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope.get("headers", []))

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from app.api.cpu_budget import CpuBudget
+from app.dispatch.placement import host_state
 from app.store import Store
 from app.store.tables import JOB_STATUSES
 
@@ -58,6 +59,8 @@ class StoreCollector(Collector):
             "ovbench_worker_up", "1 while the worker heartbeat is fresh", value=int(alive)
         )
 
+        yield from self._hosts()
+
         cumulative, count, total = self.store.job_stats.run_durations(DURATION_BUCKETS_S)
         buckets = [(str(bound), n) for bound, n in zip(DURATION_BUCKETS_S, cumulative, strict=True)]
         buckets.append(("+Inf", count))
@@ -84,6 +87,33 @@ class StoreCollector(Collector):
                 latency.add_metric(values, last.latency_median_ms)
         yield throughput
         yield latency
+
+    def _hosts(self) -> Iterator[Metric]:
+        """Fleet mode: hosts by state, and per host its liveness and queue (none on one host)."""
+        rows = self.store.hosts.list_all()
+        if not rows:
+            return
+        loads = self.store.hosts.loads()
+        now = datetime.now(UTC)
+        by_state = GaugeMetricFamily("ovbench_hosts", "Fleet hosts by state", labels=["state"])
+        up = GaugeMetricFamily(
+            "ovbench_host_up", "1 while the host's agent heartbeat is fresh", labels=["host"]
+        )
+        queued = GaugeMetricFamily(
+            "ovbench_host_queue_depth", "Jobs queued for the host", labels=["host"]
+        )
+        states: dict[str, int] = dict.fromkeys(("idle", "busy", "offline", "draining"), 0)
+        for row in rows:
+            load = loads.get(row.name)
+            current = host_state(row, load, now, self.heartbeat_timeout_s)
+            states[current] += 1
+            up.add_metric([row.name], 0 if current == "offline" else 1)
+            queued.add_metric([row.name], len(load.queued) if load is not None else 0)
+        for state, count in states.items():
+            by_state.add_metric([state], count)
+        yield by_state
+        yield up
+        yield queued
 
 
 class CpuBudgetCollector(Collector):

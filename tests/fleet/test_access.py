@@ -103,6 +103,10 @@ def test_routing_picks_a_host_that_offers_the_device_labels_and_the_least_work(
     assert hosts["lab-b"]["queue_depth"] == 2 and hosts["lab-b"]["labels"] == {"sku": "arc-a770"}
     devices = {d["name"]: d["hosts"] for d in api.client.get("/devices").json()}
     assert devices == {"CPU": ["lab-a", "lab-b"], "GPU.0": ["lab-b"]}
+    metrics = api.client.get("/metrics").text.splitlines()
+    assert 'ovbench_hosts{state="idle"} 2.0' in metrics
+    assert 'ovbench_host_queue_depth{host="lab-a"} 2.0' in metrics
+    assert 'ovbench_host_up{host="lab-b"} 1.0' in metrics
 
 
 def test_a_drained_host_takes_no_new_jobs_until_resumed(
