@@ -76,14 +76,16 @@ def register(body: AgentRegister, host: AgentHost, store: StoreDep) -> AgentRegi
     )
 
 
-@router.post("/heartbeat", response_model=AgentHeartbeatReply, responses=error_responses(401, 404))
+@router.post(
+    "/heartbeat", response_model=AgentHeartbeatReply, responses=error_responses(401, 404, 422)
+)
 def heartbeat(body: AgentHeartbeat, host: AgentHost, store: StoreDep) -> AgentHeartbeatReply:
     row = fleet.heartbeat(store, host, body.current_job_id)
     return AgentHeartbeatReply(draining=row.draining)
 
 
 @router.post(
-    "/jobs/{job_id}/claim", response_model=AgentJob, responses=error_responses(401, 404, 409)
+    "/jobs/{job_id}/claim", response_model=AgentJob, responses=error_responses(401, 404, 409, 422)
 )
 def claim(job_id: str, body: AgentClaim, host: AgentHost, store: StoreDep) -> AgentJob:
     job = fleet.claim(store, host, job_id, body.claim_token)
@@ -99,7 +101,7 @@ def claim(job_id: str, body: AgentClaim, host: AgentHost, store: StoreDep) -> Ag
 @router.post(
     "/jobs/{job_id}/progress",
     response_model=AgentProgressReply,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 def progress(
     job_id: str, body: AgentProgress, host: AgentHost, store: StoreDep
@@ -118,7 +120,7 @@ def progress(
 
 
 @router.post(
-    "/jobs/{job_id}/finish", status_code=204, responses=error_responses(401, 403, 404, 409)
+    "/jobs/{job_id}/finish", status_code=204, responses=error_responses(401, 403, 404, 409, 422)
 )
 def finish(job_id: str, body: AgentFinish, host: AgentHost, store: StoreDep) -> None:
     fleet.finish(store, host, job_id, body.status, body.result, body.error_code, body.error_message)
@@ -127,7 +129,7 @@ def finish(job_id: str, body: AgentFinish, host: AgentHost, store: StoreDep) -> 
 @router.get(
     "/blobs/{sha256}",
     response_class=FileResponse,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
     summary="A file of a job routed to this agent's host (by sha256)",
 )
 def blob(sha256: str, host: AgentHost, store: StoreDep, settings: SettingsDep) -> FileResponse:

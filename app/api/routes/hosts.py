@@ -35,7 +35,7 @@ def list_hosts(store: StoreDep, settings: SettingsDep) -> list[HostRead]:
     return [host_read(v) for v in host_views(store, settings)]
 
 
-@router.get("/{name}", response_model=HostRead, responses=error_responses(404))
+@router.get("/{name}", response_model=HostRead, responses=error_responses(404, 422))
 def read_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
     return host_read(host_views(store, settings, [name])[0])
 
@@ -43,7 +43,7 @@ def read_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
 @router.post(
     "/{name}/drain",
     response_model=HostRead,
-    responses=error_responses(404),
+    responses=error_responses(404, 422),
     summary="Route no new jobs to this host (jobs already queued for it still run)",
 )
 def drain_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
@@ -54,7 +54,7 @@ def drain_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
 @router.post(
     "/{name}/resume",
     response_model=HostRead,
-    responses=error_responses(404),
+    responses=error_responses(404, 422),
     summary="Route new jobs to this host again",
 )
 def resume_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:

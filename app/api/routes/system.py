@@ -23,6 +23,7 @@ API_VERSION = "1"
 @router.get(
     "/devices",
     response_model=list[DeviceRead],
+    response_model_exclude_unset=True,  # `hosts` only in fleet mode
     summary="Devices the worker's OpenVINO sees (fleet mode: the live hosts')",
 )
 def list_devices(store: StoreDep, settings: SettingsDep) -> list[DeviceRead]:
@@ -55,6 +56,7 @@ async def read_health() -> HealthRead:  # async: no thread-pool hop for a probe
 @router.get(
     "/readyz",
     response_model=ReadyRead,
+    response_model_exclude_unset=True,  # `hosts_live` only in fleet mode
     responses=error_responses(503),
     summary="The worker is alive (fresh heartbeat)",
 )
