@@ -117,6 +117,7 @@ class Agent:
         self.run_lock.close()
 
     def _heartbeat_loop(self) -> None:
+        failing_since: float | None = None
         while not self.stop_event.wait(self.heartbeat_interval_s):
             try:
                 reply = self.client.call(
@@ -129,8 +130,15 @@ class Agent:
                         self.register()
                 else:
                     logger.warning("heartbeat refused: %s", exc)
+                continue
             except Exception as exc:  # the API is away: the next beat tries again
-                logger.debug("heartbeat failed: %s", exc)
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    logger.warning("heartbeat failed (%s); retrying every beat", exc)
+                continue
+            if failing_since is not None:
+                logger.info("heartbeat works again after %.1f s", time.monotonic() - failing_since)
+                failing_since = None
 
     # ------------------------------------------------------------------ jobs
     def handle(self, job_id: str) -> None:
@@ -177,9 +185,12 @@ class Agent:
                     "error_message": outcome.error_message,
                 },
             )
-            logger.info("job %s: %s", job_id, outcome.status)
+            logger.info("job %s: %s%s", job_id, outcome.status, _why(outcome))
         except ApiRefused as exc:
-            logger.warning("job %s: outcome %s not stored: %s", job_id, outcome.status, exc.message)
+            logger.warning(
+                "job %s: outcome %s%s not stored: %s",
+                *(job_id, outcome.status, _why(outcome), exc.message),
+            )
 
     def _fetch(self, sha256: str, size: int, dest: Path) -> None:
         self.client.download(sha256, size, dest)
@@ -349,6 +360,10 @@ class Agent:
                 "host": {"name": self.name, "pid": os.getpid()},
             },
         )
+
+
+def _why(outcome: Outcome) -> str:
+    return f" [{outcome.error_code}] {outcome.error_message}" if outcome.error_code else ""
 
 
 def _read_marked(stream: Any, lines: queue.Queue[dict[str, Any]]) -> None:
