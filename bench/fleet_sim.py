@@ -15,12 +15,15 @@ Prints: agent start-up time and memory, the idle cost of the heartbeats, wall ti
 dispatched per second (jobs started / span of their `started_at`), submit-to-start median and
 p99 (`started_at - created_at` from the API's JSON), client-side API latency per request kind,
 the most PostgreSQL connections the database had (pg_stat_activity, sampled every 0.5 s),
-and the checks: every job succeeded, was claimed once (the API logs one "running on host"
-line per claim) and reported once (one "succeeded" line in the agents' logs), no two jobs of
-one host overlap (stored start and end times), and the broker's queues end empty.
+the rows written and connections opened (PostgreSQL's statistics), and the checks: every job
+succeeded, was claimed once (the API logs one "running on host" line per claim) and reported
+once (one "succeeded" line in the agents' logs), no two jobs of one host overlap (stored start
+and end times), and the broker's queues end empty; also how many jobs were routed to a host
+whose previous job had not finished (they waited behind it).
 
 Every server and agent is stopped at the end, also on an error or Ctrl-C; each phase has a
-deadline. Traffic stays on 127.0.0.1.
+deadline. Traffic stays on 127.0.0.1. 100 agents take about 8 GiB and 70-110 s to start on
+2 cores; the whole run, 3-4 minutes (docs/fleet.md has the figures).
 
     .venv/bin/python bench/fleet_sim.py [--agents 100] [--jobs 1000] [--replicas 1]
 """
@@ -51,9 +54,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.factories import write_tiny_model  # noqa: E402
-from tests.fleet.conftest import AgentProcess, Api, Fleet  # noqa: E402
-from tests.servers import (  # noqa: E402
+from tests.factories import write_tiny_model
+from tests.fleet.conftest import AgentProcess, Api, Fleet
+from tests.servers import (
     PostgresServer,
     RabbitMQServer,
     postgres_server,
@@ -93,7 +96,8 @@ def _cpu_s(pids: list[int]) -> float:
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            # utime, stime, and cutime, cstime: the children it reaped (PostgreSQL's backends)
+            total += sum(int(f) for f in fields[11:15])
     return total / CLK_TCK
 
 
@@ -128,8 +132,12 @@ def _cpu_snapshot(fleet: Fleet) -> dict[str, float]:
     return {name: _cpu_s(pids) for name, pids in _groups(fleet).items()}
 
 
-def _cpu_line(before: dict[str, float], after: dict[str, float], wall_s: float) -> str:
-    parts = [f"{name} {(after[name] - before[name]) / wall_s:.2f}" for name in before]
+def _cores(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, float]:
+    return {name: (after[name] - before[name]) / wall_s for name in before}
+
+
+def _cpu_line(cores: dict[str, float]) -> str:
+    parts = [f"{name} {used:.2f}" for name, used in cores.items()]
     return "CPU cores used: " + ", ".join(parts) + f" (of {os.cpu_count()})"
 
 
@@ -184,20 +192,41 @@ class PgConnections(threading.Thread):
         self.samples: list[int] = []
         self.stop = threading.Event()
 
-    def count(self) -> int:
-        with self.postgres.connect() as conn:  # the `postgres` database: not counted
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,)
-            ).fetchone()
+    def _count(self, conn: Any) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,)
+        ).fetchone()
         return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        with self.postgres.connect() as conn:  # to the `postgres` database: not counted
+            return self._count(conn)
 
     def run(self) -> None:
         with self.postgres.connect() as conn:
             while not self.stop.wait(SAMPLE_INTERVAL_S):
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,)
-                ).fetchone()
-                self.samples.append(int(row[0]) if row else 0)
+                self.samples.append(self._count(conn))
+
+
+def _pg_writes(pg: PostgresServer, database: str) -> dict[str, int]:
+    """Cumulative row writes to `jobs` and `hosts`, and commits, from PostgreSQL's statistics
+    (each backend reports them at most once a second: a snapshot lags by about that)."""
+    with pg.connect(database) as conn:
+        counters = {"commits": 0}
+        for table, inserted, updated in conn.execute(
+            "SELECT relname, n_tup_ins, n_tup_upd FROM pg_stat_user_tables "
+            "WHERE relname IN ('jobs', 'hosts')"
+        ):
+            counters[f"{table} inserts"], counters[f"{table} updates"] = inserted, updated
+        row = conn.execute(
+            "SELECT xact_commit, sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        counters["commits"], counters["sessions"] = (int(row[0]), int(row[1])) if row else (0, 0)
+    return counters
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {key: after.get(key, 0) - before.get(key, 0) for key in after}
 
 
 # ------------------------------------------------------------------------------ phases
@@ -205,7 +234,7 @@ def start_agents(fleet: Fleet, names: list[str], parallel: int) -> tuple[float, 
     """Start one agent per name, at most `parallel` booting at once; (seconds, note)."""
     started = time.monotonic()
     deadline = started + AGENT_START_DEADLINE_S
-    pending, booting = list(names), []
+    pending, booting = list(names), list[AgentProcess]()
     note = ""
     while pending or booting:
         if time.monotonic() > deadline:
@@ -341,18 +370,22 @@ def check_jobs(fleet: Fleet, jobs: list[dict[str, Any]]) -> tuple[list[str], boo
         f"deliveries dropped by a failed claim ('not run'): {dropped}"
     )
 
-    per_host: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    per_host: dict[str, list[tuple[datetime, datetime, datetime]]] = defaultdict(list)
     missing_times = 0
     for j in jobs:
         if j["started_at"] is None or j["finished_at"] is None:
             missing_times += 1
             continue
-        start, end = (datetime.fromisoformat(j[k]) for k in ("started_at", "finished_at"))
-        per_host[j["host"]].append((start, end))
-    overlaps = 0
+        start, end, created = (
+            datetime.fromisoformat(j[k]) for k in ("started_at", "finished_at", "created_at")
+        )
+        per_host[j["host"]].append((start, end, created))
+    overlaps = behind = 0
     for runs in per_host.values():
         runs.sort()
         overlaps += sum(1 for a, b in itertools.pairwise(runs) if a[1] > b[0])
+        # Submitted while the host's previous job had not finished: it waited behind it.
+        behind += sum(1 for a, b in itertools.pairwise(runs) if b[2] < a[1])
     ok &= overlaps == 0 and missing_times == 0
     counts = sorted(len(r) for r in per_host.values())
     lines.append(
@@ -360,8 +393,9 @@ def check_jobs(fleet: Fleet, jobs: list[dict[str, Any]]) -> tuple[list[str], boo
         f"without start/end times: {missing_times}"
     )
     lines.append(
-        f"  hosts used: {len(per_host)}; jobs per host min {counts[0]}, median "
-        f"{statistics.median(counts):g}, max {counts[-1]}"
+        f"  hosts used: {len(per_host)} of {len(fleet.agents)}; jobs per host min {counts[0]}, "
+        f"median {statistics.median(counts):g}, max {counts[-1]}; jobs routed to a host whose "
+        f"previous job was still queued or running: {behind}"
     )
     listed = fleet.rabbitmq.ctl("list_queues", "--quiet", "name", "messages")
     left = sum(
@@ -406,9 +440,7 @@ def report_timing(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------- main
-def simulate(
-    pg: PostgresServer, mq: RabbitMQServer, base: Path, args: argparse.Namespace
-) -> bool:
+def simulate(pg: PostgresServer, mq: RabbitMQServer, base: Path, args: argparse.Namespace) -> bool:
     database = pg.create_database()
     fleet = Fleet(base, pg.url(database), mq.url, mq, pg, "/")
     names = [f"sim-{i:03d}" for i in range(args.agents)]
@@ -437,19 +469,27 @@ def simulate(
         print(
             f"agent memory: RSS median {statistics.median(rss) / 1024**2:.0f} MiB, total "
             f"{sum(rss) / 1024**3:.2f} GiB; MemAvailable fell by "
-            f"{(mem_before - _mem_available_bytes()) / 1024**3:.2f} GiB"
+            f"{(mem_before - _mem_available_bytes()) / 1024**3:.2f} GiB; RabbitMQ RSS "
+            f"{_rss_bytes(mq.pids()) / 1024**2:.0f} MiB with {_broker_connections(mq)} "
+            f"connections, PostgreSQL RSS {_rss_bytes(pg.pids()) / 1024**2:.0f} MiB"
         )
 
         sampler = PgConnections(pg, database)
-        cpu0, t0 = _cpu_snapshot(fleet), time.monotonic()
+        writes0, cpu0, t0 = _pg_writes(pg, database), _cpu_snapshot(fleet), time.monotonic()
         time.sleep(IDLE_WINDOW_S)
+        idle_s = time.monotonic() - t0
+        idle = _cores(cpu0, _cpu_snapshot(fleet), idle_s)
+        idle_writes = _delta(writes0, _pg_writes(pg, database))
         print(
-            f"idle {IDLE_WINDOW_S:g} s ({len(names)} heartbeats/s): "
-            + _cpu_line(cpu0, _cpu_snapshot(fleet), time.monotonic() - t0)
-            + f"; PostgreSQL connections {sampler.count()}"
+            f"idle {IDLE_WINDOW_S:g} s ({len(names)} agents heartbeating every 1 s): "
+            f"{_cpu_line(idle)}; API {idle['API'] * 1000 / len(names):.1f} CPU-ms per "
+            f"heartbeat; PostgreSQL: {idle_writes.get('hosts updates', 0) / idle_s:.0f} host "
+            f"updates/s, {idle_writes['commits'] / idle_s:.0f} commits/s, "
+            f"{sampler.count()} connections open, {idle_writes['sessions'] - 1} opened"
         )
 
         latencies = Latencies()
+        writes0, tw0 = _pg_writes(pg, database), time.monotonic()
         sampler.start()
         cpu0, t0 = _cpu_snapshot(fleet), time.monotonic()
         try:
@@ -457,19 +497,36 @@ def simulate(
         finally:
             sampler.stop.set()
             sampler.join(timeout=5)
-        cpu_run = _cpu_line(cpu0, _cpu_snapshot(fleet), time.monotonic() - t0)
+        run_wall_s = time.monotonic() - t0
+        busy = _cores(cpu0, _cpu_snapshot(fleet), run_wall_s)
+        time.sleep(1.5)  # every backend has reported its statistics
+        run_writes = _delta(writes0, _pg_writes(pg, database))
+        writes_s = time.monotonic() - tw0
+        per_job_ms = (busy["API"] - idle["API"]) * run_wall_s * 1000 / args.jobs
         print(
             f"\nrun: {args.jobs} jobs of niter {args.niter} ({args.niter} ms simulated each) "
             f"from {args.submitters} submitting threads: all accepted in {submit_s:.1f} s, all "
             f"finished {run_s:.1f} s after the first submission"
         )
-        print(f"  {cpu_run}")
+        print(
+            f"  {_cpu_line(busy)}; API {per_job_ms:.0f} CPU-ms per job beyond the heartbeats "
+            "(submit, publish, claim, progress, finish, and the polling client's share)"
+        )
         client = fleet.apis[0].client
         jobs = [client.get(f"/jobs/{job_id}").json() for job_id in ids]
         done = [j for j in jobs if j.get("started_at") and j.get("finished_at")]
         if done:
             for line in report_timing(done):
                 print(line)
+        print(
+            f"  PostgreSQL over the run's {writes_s:.0f} s: jobs "
+            f"{run_writes.get('jobs inserts', 0)} inserts, {run_writes.get('jobs updates', 0)} "
+            f"updates ({run_writes.get('jobs updates', 0) / args.jobs:.1f} per job); hosts "
+            f"{run_writes.get('hosts updates', 0)} updates (heartbeats at 1/s/agent: about "
+            f"{len(names) * writes_s:.0f}, plus one at each claim and finish); "
+            f"{run_writes['commits']} commits ({run_writes['commits'] / writes_s:.0f}/s); "
+            f"{run_writes['sessions'] - 1} connections opened"
+        )
         print("API latency, client side, during the run (plus the agents' own calls):")
         for line in latencies.lines():
             print(line)
@@ -488,7 +545,16 @@ def simulate(
     finally:
         stopped = time.monotonic()
         _stop_all(fleet)
-        print(f"stopped {len(fleet.agents)} agents and the API in {time.monotonic() - stopped:.1f} s")
+        print(
+            f"stopped {len(fleet.agents)} agents and the API in {time.monotonic() - stopped:.1f} s"
+        )
+
+
+def _broker_connections(mq: RabbitMQServer) -> str:
+    listed = mq.ctl("list_connections", "--quiet", "--no-table-headers", "name")
+    if listed.returncode != 0:
+        return "?"
+    return str(sum(1 for line in listed.stdout.splitlines() if line.strip()))
 
 
 def _show(pg: PostgresServer, setting: str) -> str:
@@ -503,7 +569,7 @@ def _stop_all(fleet: Fleet) -> None:
     for agent in fleet.agents:
         if agent.alive():
             agent.signal(signal.SIGTERM)
-    grace = time.monotonic() + 20
+    grace = time.monotonic() + 40
     for agent in fleet.agents:
         if agent.process is not None:
             with contextlib.suppress(Exception):

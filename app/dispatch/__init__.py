@@ -13,6 +13,7 @@ tells its engine that there is work, so nothing is lost if it forgets. One engin
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from app.dispatch.local import LocalDispatcher
@@ -23,6 +24,9 @@ class Dispatcher(Protocol):
         self, device: str, host: str | None, host_labels: dict[str, str] | None
     ) -> str | None:
         """The host a new job for `device` will run on (None: this one); 422 when none can."""
+
+    def placing(self) -> AbstractContextManager[None]:
+        """Held around placing a job and committing it: no other placement sees half of it."""
 
     def start(self) -> None:
         """Start whatever runs jobs on this side (the local engine: its worker process)."""

@@ -26,10 +26,12 @@ queue (broker.py). Two threads in every API process:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import timedelta
 
 from app.dispatch.broker import TASK_NAME, host_queue, make_celery
@@ -63,6 +65,7 @@ class FleetDispatcher:
             threading.Thread(target=self._sweep_loop, name="fleet-sweeper", daemon=True),
         ]
         self._db_ok_since: float | None = None
+        self._placing = threading.Lock()
         self.published = 0  # messages the broker confirmed, for tests and logs
 
     # ---------------------------------------------------------------- seam
@@ -76,6 +79,12 @@ class FleetDispatcher:
             utcnow(),
             self.settings,
         )
+
+    @contextlib.contextmanager
+    def placing(self) -> Iterator[None]:
+        """One placement at a time: in this process, and across replicas on PostgreSQL."""
+        with self._placing, self.store.placement_lock():
+            yield
 
     def start(self) -> None:
         for thread in self._threads:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from app.dispatch.placement import check_device
 from app.errors import ValidationError
 from app.settings import ENV_PREFIX, Settings
@@ -31,6 +33,10 @@ class LocalDispatcher:
                 details={"field": "host" if host is not None else "host_labels"},
             )
         check_device(device, [d.name for d in self.store.workers.list_devices()])
+
+    def placing(self) -> contextlib.nullcontext[None]:
+        """Nothing to hold: one host, and the worker claims in order."""
+        return contextlib.nullcontext()
 
     def start(self) -> None:
         self.supervisor.start()

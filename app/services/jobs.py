@@ -160,13 +160,15 @@ def validate_job(
     data: Any,
     store: Store,
     settings: Settings,
-    dispatcher: Dispatcher,
+    dispatcher: Dispatcher | None,
     source: str = "body",
     model_known: bool = True,
 ) -> JobCreate:
     """JobCreate from a request, checked against the devices (the dispatcher's placement:
     this host's, or the fleet's live hosts'), the extensions dir and (when `model_known`; else
-    after the one-shot ingest) the model's inputs."""
+    after the one-shot ingest) the model's inputs. With no dispatcher the placement is left
+    to `submit_job`, which places the job anyway (a JSON submission: nothing is stored
+    before it)."""
     try:
         job = JobCreate.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -174,7 +176,8 @@ def validate_job(
         for err in details:
             err["loc"] = [source, *err["loc"]]
         raise ValidationError(describe_validation(details), details=details) from exc
-    dispatcher.place(job.device, job.host, job.host_labels)
+    if dispatcher is not None:
+        dispatcher.place(job.device, job.host, job.host_labels)
     check_job_files(job, settings)  # extension libraries / GPU configs: admin's dir only
     if model_known and any(getattr(job, field) is not None for field in PER_INPUT_FIELDS):
         check_model_inputs(job, model_inputs(store.catalog.get_model(job.model_id)))
@@ -204,10 +207,11 @@ def submit_job(
         existing = store.jobs.find_idempotent(idempotency_key, request_digest or "")
         if existing is not None:
             return Submitted(existing, False)
-    host = dispatcher.place(job.device, job.host, job.host_labels)
-    row, created = store.jobs.submit(
-        params, settings.max_queue, idempotency_key, request_digest, host=host
-    )
+    with dispatcher.placing():  # the host is chosen and the job committed as one step
+        host = dispatcher.place(job.device, job.host, job.host_labels)
+        row, created = store.jobs.submit(
+            params, settings.max_queue, idempotency_key, request_digest, host=host
+        )
     if created:
         dispatcher.job_queued(row.id)
     return Submitted(row, created)

@@ -10,9 +10,11 @@ job_stats.py), `workers` (the local worker slot and its devices, workers.py) and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.store.blobs import BlobStore
 from app.store.catalog import Catalog
-from app.store.database import SERVE_LOCK_KEY, make_engine, migrate
+from app.store.database import PLACEMENT_LOCK_KEY, SERVE_LOCK_KEY, make_engine, migrate
 from app.store.hosts import Hosts
 from app.store.job_stats import JobStats
 from app.store.jobs import Jobs
@@ -79,6 +81,20 @@ class Store:
                 return False
             self._lock_connection = connection
         return True
+
+    @contextlib.contextmanager
+    def placement_lock(self) -> Iterator[None]:
+        """Fleet: one placement at a time across every API replica (a transaction-scoped
+        advisory lock on PostgreSQL, held until the block ends), so that submissions made at
+        the same moment see each other's jobs and do not all pick the same idle host."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLACEMENT_LOCK_KEY}
+            )
+            yield
 
     def close(self) -> None:
         with self._version_lock:

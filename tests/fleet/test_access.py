@@ -6,6 +6,7 @@ httpx, so that jobs stay queued where a test wants them."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,25 @@ def test_a_drained_host_takes_no_new_jobs_until_resumed(
     assert api.client.post("/hosts/lab-a/resume").json()["state"] == "busy"
     assert api.submit(model_id=model_id, niter=5)["host"] == "lab-a"
     assert api.client.post("/hosts/nowhere/drain").status_code == 404
+
+
+def test_simultaneous_submissions_spread_over_idle_hosts(
+    fleet: Fleet, api: Api, fleet_model: Path
+) -> None:
+    # Placement and commit are one step (an advisory lock across replicas): each submission
+    # sees the jobs placed before it, so equal jobs alternate instead of piling on one host.
+    second = fleet.start_api()
+    for name in ("lab-a", "lab-b"):
+        _register(_agent(api, fleet, name), [CPU])
+    model_id = api.upload_model(fleet_model)
+    hosts: list[str] = []
+
+    def submit(via: Api) -> None:
+        hosts.append(via.submit(model_id=model_id, duration_s=5)["host"])
+
+    threads = [threading.Thread(target=submit, args=(via,)) for via in [api, second] * 5]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(hosts) == ["lab-a"] * 5 + ["lab-b"] * 5

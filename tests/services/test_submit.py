@@ -6,6 +6,7 @@ tested in tests/worker and tests/e2e); the app, the store and the uploads are re
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ class RecordingDispatcher:
 
     def place(self, device: str, host: str | None, host_labels: dict[str, str] | None) -> None:
         return None  # every job runs here
+
+    def placing(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
     def start(self) -> None:
         raise AssertionError("the API never starts the engine")

@@ -183,7 +183,8 @@ async def create_job(
                 details={"content_type": content_type},
             )
         data = await _read_json(request)
-        job = await run_in_threadpool(validate_job, data, store, settings, dispatcher)
+        # placed (device checked) by submit_job
+        job = await run_in_threadpool(validate_job, data, store, settings, None)
         submitted = await run_in_threadpool(
             submit_job, store, dispatcher, settings, job, idempotency_key
         )
