@@ -1,4 +1,6 @@
-"""`ovbench serve`: the API under uvicorn (one process) plus one supervised worker process.
+"""`ovbench serve`: the API under uvicorn (one process) plus one supervised worker process;
+in fleet mode (`OVBENCH_BROKER_URL` with a PostgreSQL `OVBENCH_DATABASE_URL`), the API with
+the fleet dispatcher's publisher and sweeper and no worker (`_serve_fleet`; README: Fleet).
 
 Start-up order: bind and listen on the port (a taken port fails here, at once, naming the
 port and how to pick another), lock the data dir, open the host's run lock (a lock file

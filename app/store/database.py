@@ -30,10 +30,11 @@ PLACEMENT_LOCK_KEY = (
     MIGRATION_LOCK_KEY + 2
 )  # fleet: one placement (choose a host, insert) at a time
 # PostgreSQL connections kept per process: the API serves up to 40 requests at once (AnyIO's
-# thread pool), so 20 stay open and 20 more may open under load. SQLAlchemy's default (5 + 10
-# overflow, closed on return) opened 1,754 connections in 114 s of bench/fleet_sim.py.
-PG_POOL_SIZE = 20
-PG_MAX_OVERFLOW = 20
+# thread pool), each with a session, so 40 stay open (10 more may open, and close on return).
+# SQLAlchemy's default (5 + 10 overflow) opened 1,754 connections in 114 s of
+# bench/fleet_sim.py, and 20 + 20 still 1,306 in 99 s.
+PG_POOL_SIZE = 40
+PG_MAX_OVERFLOW = 10
 NUL_REPLACEMENT = "\ufffd"
 
 
