@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from app.agent.cache import BlobCache, CacheTooSmall
 from app.agent.client import AgentStopping, ApiClient, ApiRefused
 from app.agent.run_one import MARK
@@ -163,6 +165,16 @@ class Agent:
             self.current_job_id = job_id
             try:
                 outcome = self._run(job)
+            except AgentStopping:
+                raise
+            except Exception as exc:  # a bug here must still end the job, not leave it running
+                logger.exception("job %s: the agent failed to run it", job_id)
+                outcome = Outcome(
+                    "failed",
+                    error_code="internal_error",
+                    error_message=f"Unexpected error in the agent of host {self.name}: "
+                    f"{type(exc).__name__}: {exc}",
+                )
             finally:
                 self.cache.drop_job_dir(job_id)
             self._report(job_id, outcome)
@@ -209,7 +221,7 @@ class Agent:
                 {f["name"]: f["sha256"] for f in job["model_files"]},
                 {f["name"]: f["sha256"] for f in job["dataset_files"]},
             )
-        except (ApiRefused, ValueError, OSError, CacheTooSmall) as exc:
+        except (ApiRefused, httpx.HTTPError, ValueError, OSError, CacheTooSmall) as exc:
             return Outcome(
                 "failed",
                 error_code="files_unavailable",

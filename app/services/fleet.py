@@ -126,7 +126,7 @@ def job_files(store: Store, job: JobRow) -> tuple[ModelRow, DatasetRow | None]:
     return model, dataset
 
 
-def own_running_job(store: Store, host: str, job_id: str) -> JobRow:
+def own_job(store: Store, host: str, job_id: str) -> JobRow:
     job = store.jobs.get(job_id)
     if job.host != host:
         raise ForbiddenError(f"Job {job_id!r} is not routed to host {host!r}", code="not_your_job")
@@ -143,7 +143,7 @@ def finish(
     error_message: str | None,
 ) -> JobRow:
     """Store a run's outcome (only while the job runs on this host; 409 otherwise)."""
-    own_running_job(store, host, job_id)
+    own_job(store, host, job_id)
     if status == "succeeded":
         if not result:
             raise ConflictError("A succeeded job needs its result", code="result_missing")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from app.api.auth import bearer_token, token_matches
-from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.deps import StoreDep, error_responses
 from app.api.fleet_schemas import (
     AgentClaim,
     AgentFile,
@@ -106,7 +106,7 @@ def claim(job_id: str, body: AgentClaim, host: AgentHost, store: StoreDep) -> Ag
 def progress(
     job_id: str, body: AgentProgress, host: AgentHost, store: StoreDep
 ) -> AgentProgressReply:
-    job = fleet.own_running_job(store, host, job_id)
+    job = fleet.own_job(store, host, job_id)
     if job.status == "running" and body.fraction is not None:
         store.jobs.update_progress(
             job_id,
@@ -132,7 +132,7 @@ def finish(job_id: str, body: AgentFinish, host: AgentHost, store: StoreDep) -> 
     responses=error_responses(401, 403, 404, 422),
     summary="A file of a job routed to this agent's host (by sha256)",
 )
-def blob(sha256: str, host: AgentHost, store: StoreDep, settings: SettingsDep) -> FileResponse:
+def blob(sha256: str, host: AgentHost, store: StoreDep) -> FileResponse:
     try:
         path = store.blobs.path_for(sha256)
     except ValueError:
