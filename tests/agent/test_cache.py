@@ -64,8 +64,17 @@ def test_the_cap_evicts_least_recently_used_but_never_the_jobs_own(tmp_path: Pat
 
 class _Lying(http.server.BaseHTTPRequestHandler):
     body = b""
+    unavailable = 0  # answer this many requests 503 (a database outage) first
 
     def do_GET(self) -> None:
+        if type(self).unavailable > 0:
+            type(self).unavailable -= 1
+            error = b'{"error": {"code": "database_unavailable", "message": "retry"}}'
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
@@ -103,5 +112,17 @@ def test_a_download_with_other_bytes_never_enters_the_cache(
         handler.body = good
         cache.ensure([(_sha(good), len(good))], client.download)
         assert cache.path_for(_sha(good)).read_bytes() == good
+    finally:
+        client.close()
+
+
+def test_a_download_waits_out_a_503(tmp_path: Path, lying_api: tuple[str, type[_Lying]]) -> None:
+    url, handler = lying_api
+    good = b"the real model"
+    handler.body, handler.unavailable = good, 2
+    client = ApiClient(url, "token", threading.Event())
+    try:
+        client.download(_sha(good), len(good), tmp_path / "blob")  # two 503s, then the file
+        assert (tmp_path / "blob").read_bytes() == good and handler.unavailable == 0
     finally:
         client.close()
