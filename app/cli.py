@@ -202,6 +202,17 @@ def print_report(result: BenchmarkResult) -> None:
                 f"[ INFO ] Host CPU during the run: not measured ({cpu.reason}); "
                 f"the host has {cpu.logical_cpus} logical CPUs"
             )
+    if (used := result.energy) is not None:
+        if used.measured and used.joules is not None:
+            per = used.millijoules_per_inference
+            info(
+                f"[ INFO ] CPU package energy during the run: {used.joules:.3f} J, "
+                f"{used.average_watts or 0.0:.2f} W average"
+                + (f", {per:.4f} mJ per inference" if per is not None else "")
+                + f" ({', '.join(used.zones)})"
+            )
+        else:
+            info(f"[ INFO ] CPU package energy: unavailable ({used.reason})")
     if result.status == "cancelled":
         info("[ WARNING ] The run was cancelled; the figures cover the part that ran.")
     if result.api == "sync" and result.latency_ms is not None:

@@ -21,7 +21,7 @@ import numpy as np
 import openvino as ov
 import openvino.properties as props
 
-from app.engine import cpu_usage, devices, inputs, loops, stats
+from app.engine import cpu_usage, devices, energy, inputs, loops, stats
 from app.engine import model as model_mod
 from app.engine.defaults import effective_nireq, planned_limits
 from app.engine.errors import (
@@ -289,7 +289,7 @@ def run_benchmark(
             set_request_inputs(request, per_request[0], dynamic)
             first_ms = loops.first_inference_sync(request)
             logger.info("First inference took %.2f ms", first_ms)
-            cpu_before = cpu_usage.sample()
+            cpu_before, energy_before = cpu_usage.sample(), energy.sample()
             outcome = loops.run_sync(request, niter, duration_s, on_progress, cancel)
         else:
             queue = ov.AsyncInferQueue(compiled, nireq)
@@ -298,13 +298,15 @@ def run_benchmark(
                 set_request_inputs(request, arrays, dynamic)
             first_ms = loops.first_inference_async(queue)
             logger.info("First inference took %.2f ms", first_ms)
-            cpu_before = cpu_usage.sample()
+            cpu_before, energy_before = cpu_usage.sample(), energy.sample()
             outcome = loops.run_async(queue, niter, duration_s, on_progress, cancel)
     except EngineError:
         raise
     except Exception as exc:
         raise InferenceError(f"Inference failed on {spec.device}: {openvino_message(exc)}") from exc
-    cpu = cpu_usage.usage(cpu_before, cpu_usage.sample())
+    energy_after, cpu_after = energy.sample(), cpu_usage.sample()
+    cpu = cpu_usage.usage(cpu_before, cpu_after)
+    used_energy = energy.usage(energy_before, energy_after, outcome.iterations)
     _note(warns, cpu_usage.busy_host_warnings(cpu))
 
     latency = stats.latency_stats(outcome.latencies_ms, spec.latency_percentile)
@@ -349,6 +351,7 @@ def run_benchmark(
         warnings=warns,
         host=host_facts(),
         cpu_usage=cpu,
+        energy=used_energy,
     )
     del compiled
     return result

@@ -204,6 +204,26 @@ class PerfCounter(BaseModel):
     cpu_time_ms: float
 
 
+class EnergyUsage(BaseModel):
+    """Energy the CPU packages used while the measured loop ran, from their RAPL counters
+    (Linux powercap, `intel-rapl:N/energy_uj`; AMD CPUs appear there too). The whole packages
+    count, whoever ran on them: read it with `cpu_usage`. Where the counters cannot be read,
+    `measured` is false and `reason` says why; the figures are null.
+    """
+
+    measured: bool
+    reason: str | None = None
+    zones: list[str] = Field(
+        default_factory=list, description="The package zones summed, e.g. package-0"
+    )
+    joules: float | None = Field(default=None, description="Energy over the measured loop")
+    average_watts: float | None = Field(default=None, description="joules / the loop's wall time")
+    millijoules_per_inference: float | None = Field(
+        default=None,
+        description="joules * 1000 / iterations (per inference request; a batch of N frames is one)",
+    )
+
+
 class CpuUsage(BaseModel):
     """CPU time on the host while the measured loop ran, from Linux's /proc (10 ms resolution).
 
@@ -265,6 +285,10 @@ class BenchmarkResult(BaseModel):
     host: dict[str, str | int] = Field(default_factory=dict)
     cpu_usage: CpuUsage | None = Field(
         default=None, description="CPU use on the host during the measured loop (Linux only)"
+    )
+    energy: EnergyUsage | None = Field(
+        default=None,
+        description="Energy of the CPU packages during the measured loop (RAPL, Linux powercap)",
     )
 
 
