@@ -140,6 +140,16 @@ def _lock_data_dir(data_dir: Path) -> IO[bytes] | None:
     return handle
 
 
+def _open_store(settings: Settings) -> Store:
+    from app.store import Store
+
+    return Store(
+        settings.data_dir,
+        database_url=settings.database_url,
+        max_data_bytes=settings.max_data_bytes,
+    )
+
+
 def _retention_loop(store: Store, settings: Settings, stop: threading.Event) -> None:
     """Sweep unreferenced files every `retention_interval_s` until `stop` is set."""
     while not stop.wait(settings.retention_interval_s):
@@ -226,13 +236,8 @@ def main(argv: list[str]) -> int:
 
     from app.api import create_app
     from app.dispatch import LocalDispatcher
-    from app.store import Store
 
-    store = Store(
-        settings.data_dir,
-        database_url=settings.database_url,
-        max_data_bytes=settings.max_data_bytes,
-    )
+    store = _open_store(settings)
     if not store.lock_database():  # PostgreSQL: one serve per database, as per data dir
         logger.error(
             "another ovbench serve is using the database %s; stop it or point "
@@ -340,7 +345,6 @@ def _serve_fleet(
 
     from app.api import create_app
     from app.dispatch.fleet import FleetDispatcher
-    from app.store import Store
 
     problem = None
     if (
@@ -364,11 +368,7 @@ def _serve_fleet(
         logger.error("%s", problem)
         sock.close()
         return 1
-    store = Store(
-        settings.data_dir,
-        database_url=settings.database_url,
-        max_data_bytes=settings.max_data_bytes,
-    )
+    store = _open_store(settings)
     store.migrate()
     from kombu.utils.url import maybe_sanitize_url
 

@@ -34,8 +34,9 @@ class Dispatcher(Protocol):
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop it; a running job ends as the engine's shutdown rule says."""
 
-    def job_queued(self, job_id: str) -> None:
-        """A job was committed as `queued`: let the engine know (after the commit, never before)."""
+    def job_queued(self, job_id: str, host: str | None) -> None:
+        """A job was committed as `queued` (for `host`, in fleet mode): let the engine know
+        (after the commit, never before)."""
 
 
 __all__ = ["Dispatcher", "LocalDispatcher"]

@@ -102,10 +102,9 @@ class FleetDispatcher:
         except Exception:  # closing a broken connection
             logger.debug("closing the broker connection failed", exc_info=True)
 
-    def job_queued(self, job_id: str) -> None:
+    def job_queued(self, job_id: str, host: str | None) -> None:
         """Hand the committed job to the publisher (never blocks on the broker)."""
         fault_point("before_publish")
-        host = self.store.jobs.get(job_id).host
         if host is not None:
             self._enqueue([(job_id, host)])
 

@@ -44,5 +44,5 @@ class LocalDispatcher:
     def stop(self, timeout_s: float | None = None) -> None:
         self.supervisor.stop(timeout_s)
 
-    def job_queued(self, job_id: str) -> None:
+    def job_queued(self, job_id: str, host: str | None) -> None:
         """Nothing to send: the worker finds the job in the store."""

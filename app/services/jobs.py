@@ -213,7 +213,7 @@ def submit_job(
             params, settings.max_queue, idempotency_key, request_digest, host=host
         )
     if created:
-        dispatcher.job_queued(row.id)
+        dispatcher.job_queued(row.id, row.host)
     return Submitted(row, created)
 
 

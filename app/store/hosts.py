@@ -86,14 +86,13 @@ class Hosts:
         with self.session() as s:
             return s.scalars(select(HostRow).order_by(HostRow.name)).all()
 
-    def set_draining(self, name: str, draining: bool) -> HostRow:
+    def set_draining(self, name: str, draining: bool) -> None:
         with self.session() as s:
             done = s.execute(update(HostRow).where(HostRow.name == name).values(draining=draining))
             s.commit()
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise NotFoundError(f"No host named {name!r}", code="host_not_found")
         logger.info("host %s %s", name, "draining" if draining else "taking work again")
-        return self.get(name)
 
     # -------------------------------------------------------- jobs, per host
     def loads(self) -> dict[str, HostLoad]:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,3 +139,30 @@ def remove_image(tag: str) -> None:
         ["docker", "image", "prune", "--force", "--filter", "label=ovbench.stage=build"],
         check=False,
     )
+
+
+class ComposeProject:
+    """One compose project (a unique name) of `compose_file`, published on a free port of
+    127.0.0.1 (OVBENCH_PORT), with `env` for the file's variables."""
+
+    def __init__(self, engine: Engine, compose_file: Path, prefix: str, env: dict[str, str]):
+        self.project = f"{prefix}{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._cmd = [*engine.compose, "--project-name", self.project, "--file", str(compose_file)]
+        self._env = {**os.environ, "OVBENCH_PORT": str(self.port), **env}
+
+    def compose(self, *args: str, timeout: float = 120) -> str:
+        return run([*self._cmd, *args], env=self._env, timeout=timeout).stdout
+
+    def down_with_volumes(self) -> subprocess.CompletedProcess[str]:
+        """Remove the containers, the network and the named volumes; never raises."""
+        cmd = [*self._cmd, "down", "--volumes", "--remove-orphans"]
+        try:
+            return run(cmd, env=self._env, timeout=180, check=False)
+        except subprocess.TimeoutExpired as exc:
+            return subprocess.CompletedProcess(cmd, -1, "", f"timed out: {exc}")
+
+    def logs(self) -> str:
+        proc = run([*self._cmd, "logs", "--no-color", "--tail", "200"], env=self._env, check=False)
+        return proc.stdout + proc.stderr

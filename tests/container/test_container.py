@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.container.engine import BASE_IMAGE, ROOT, Engine, free_port, run
+from tests.container.engine import BASE_IMAGE, ROOT, ComposeProject, Engine, run
 from tests.factories import write_tiny_model
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
@@ -43,24 +41,17 @@ def _last_check(state: dict[str, Any]) -> str:
     return f"exit code {checks[-1].get('ExitCode')}: {output[-1] if output else '(nothing)'}"
 
 
-class Deployment:
-    """One compose project (unique name) running the image on a free port of 127.0.0.1."""
+class Deployment(ComposeProject):
+    """docker-compose.yml as one compose project running the image on a free port."""
 
     def __init__(self, engine: Engine, image: str) -> None:
-        self.project = f"ovbenchtest{uuid.uuid4().hex[:10]}"
-        self.port = free_port()
+        super().__init__(
+            engine,
+            COMPOSE_FILE,
+            "ovbenchtest",
+            {"OVBENCH_IMAGE": image, "OVBENCH_BASE_IMAGE": BASE_IMAGE},
+        )
         self.volume = f"{self.project}_ovbench-data"
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._cmd = [*engine.compose, "--project-name", self.project, "--file", str(COMPOSE_FILE)]
-        self._env = {
-            **os.environ,
-            "OVBENCH_IMAGE": image,
-            "OVBENCH_PORT": str(self.port),
-            "OVBENCH_BASE_IMAGE": BASE_IMAGE,
-        }
-
-    def compose(self, *args: str, timeout: float = 120) -> str:
-        return run([*self._cmd, *args], env=self._env, timeout=timeout).stdout
 
     def up(self) -> str:
         """Start the service; return its container id once the HEALTHCHECK says healthy."""
@@ -84,18 +75,6 @@ class Deployment:
                 f"last check said: {_last_check(state)}"
             )
             time.sleep(0.5)
-
-    def down_with_volumes(self) -> subprocess.CompletedProcess[str]:
-        """Remove the containers, the network and the named volume; never raises."""
-        cmd = [*self._cmd, "down", "--volumes", "--remove-orphans"]
-        try:
-            return run(cmd, env=self._env, timeout=180, check=False)
-        except subprocess.TimeoutExpired as exc:
-            return subprocess.CompletedProcess(cmd, -1, "", f"timed out: {exc}")
-
-    def logs(self) -> str:
-        proc = run([*self._cmd, "logs", "--no-color", "--tail", "200"], env=self._env, check=False)
-        return proc.stdout + proc.stderr
 
     def volume_exists(self) -> bool:
         names = run(["docker", "volume", "ls", "--quiet", "--filter", f"name={self.volume}"]).stdout

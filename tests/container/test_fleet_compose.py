@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,9 +34,9 @@ import yaml
 from tests.container.engine import (
     BASE_IMAGE,
     ROOT,
+    ComposeProject,
     Engine,
     build_image,
-    free_port,
     image_exists,
     remove_image,
     run,
@@ -73,31 +72,27 @@ def stand_in_images(engine: Engine) -> tuple[str, str]:
     return POSTGRES_IMAGE, RABBITMQ_IMAGE
 
 
-class Fleet:
-    """One compose project of docker-compose.fleet.yml, with its own secrets and free port."""
+class Fleet(ComposeProject):
+    """docker-compose.fleet.yml as one compose project, with its own secrets and free port."""
 
     def __init__(self, engine: Engine, image: str, postgres_image: str, rabbitmq_image: str):
-        self.project = f"ovbenchfleet{uuid.uuid4().hex[:10]}"
-        self.port = free_port()
         self.agent_name = f"agent-{uuid.uuid4().hex[:6]}"
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._cmd = [*engine.compose, "--project-name", self.project, "--file", str(COMPOSE_FILE)]
-        self._env = {
-            **os.environ,
-            "OVBENCH_IMAGE": image,
-            "OVBENCH_AGENT_IMAGE": image,
-            "OVBENCH_BASE_IMAGE": BASE_IMAGE,
-            "OVBENCH_PORT": str(self.port),
-            "OVBENCH_POSTGRES_IMAGE": postgres_image,
-            "OVBENCH_RABBITMQ_IMAGE": rabbitmq_image,
-            "OVBENCH_POSTGRES_PASSWORD": secrets.token_urlsafe(12),
-            "OVBENCH_RABBITMQ_PASSWORD": secrets.token_urlsafe(12),
-            "OVBENCH_AGENT_NAME": self.agent_name,
-            "OVBENCH_AGENT_TOKEN": secrets.token_urlsafe(24),
-        }
-
-    def compose(self, *args: str, timeout: float = 120) -> str:
-        return run([*self._cmd, *args], env=self._env, timeout=timeout).stdout
+        super().__init__(
+            engine,
+            COMPOSE_FILE,
+            "ovbenchfleet",
+            {
+                "OVBENCH_IMAGE": image,
+                "OVBENCH_AGENT_IMAGE": image,
+                "OVBENCH_BASE_IMAGE": BASE_IMAGE,
+                "OVBENCH_POSTGRES_IMAGE": postgres_image,
+                "OVBENCH_RABBITMQ_IMAGE": rabbitmq_image,
+                "OVBENCH_POSTGRES_PASSWORD": secrets.token_urlsafe(12),
+                "OVBENCH_RABBITMQ_PASSWORD": secrets.token_urlsafe(12),
+                "OVBENCH_AGENT_NAME": self.agent_name,
+                "OVBENCH_AGENT_TOKEN": secrets.token_urlsafe(24),
+            },
+        )
 
     def container(self, service: str) -> str:
         container = self.compose("ps", "--quiet", service).strip()
@@ -115,18 +110,6 @@ class Fleet:
     def volumes(self) -> list[str]:
         label = f"label=com.docker.compose.project={self.project}"
         return run(["docker", "volume", "ls", "--quiet", "--filter", label]).stdout.split()
-
-    def down_with_volumes(self) -> subprocess.CompletedProcess[str]:
-        """Remove the containers, the network and the named volumes; never raises."""
-        cmd = [*self._cmd, "down", "--volumes", "--remove-orphans"]
-        try:
-            return run(cmd, env=self._env, timeout=180, check=False)
-        except subprocess.TimeoutExpired as exc:
-            return subprocess.CompletedProcess(cmd, -1, "", f"timed out: {exc}")
-
-    def logs(self) -> str:
-        proc = run([*self._cmd, "logs", "--no-color", "--tail", "150"], env=self._env, check=False)
-        return proc.stdout + proc.stderr
 
 
 def _poll(what: str, within_s: float, probe: Any) -> Any:

@@ -43,7 +43,7 @@ class RecordingDispatcher:
     def stop(self, timeout_s: float | None = None) -> None:
         raise AssertionError("the API never stops the engine")
 
-    def job_queued(self, job_id: str) -> None:
+    def job_queued(self, job_id: str, host: str | None) -> None:
         assert self.reader.jobs.get(job_id).status == "queued"
         self.queued.append(job_id)
 

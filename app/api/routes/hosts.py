@@ -35,9 +35,13 @@ def list_hosts(store: StoreDep, settings: SettingsDep) -> list[HostRead]:
     return [host_read(v) for v in host_views(store, settings)]
 
 
+def _one(store: StoreDep, settings: SettingsDep, name: str) -> HostRead:
+    return host_read(host_views(store, settings, [name])[0])
+
+
 @router.get("/{name}", response_model=HostRead, responses=error_responses(404, 422))
 def read_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
-    return host_read(host_views(store, settings, [name])[0])
+    return _one(store, settings, name)
 
 
 @router.post(
@@ -48,7 +52,7 @@ def read_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
 )
 def drain_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
     store.hosts.set_draining(name, True)
-    return host_read(host_views(store, settings, [name])[0])
+    return _one(store, settings, name)
 
 
 @router.post(
@@ -59,4 +63,4 @@ def drain_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
 )
 def resume_host(name: str, store: StoreDep, settings: SettingsDep) -> HostRead:
     store.hosts.set_draining(name, False)
-    return host_read(host_views(store, settings, [name])[0])
+    return _one(store, settings, name)
