@@ -159,6 +159,15 @@ def _retention_loop(store: Store, settings: Settings, stop: threading.Event) -> 
             logger.exception("retention sweep failed")
 
 
+def _start_retention(store: Store, settings: Settings) -> threading.Event:
+    """The periodic retention sweep in a thread; set the event to stop it."""
+    stop = threading.Event()
+    threading.Thread(
+        target=_retention_loop, args=(store, settings, stop), name="retention-sweep", daemon=True
+    ).start()
+    return stop
+
+
 def _pid_alive(pid: int | None) -> bool:
     if pid is None:
         return False
@@ -262,13 +271,7 @@ def main(argv: list[str]) -> int:
     dispatcher = LocalDispatcher(settings, store)
     app = create_app(settings, store, dispatcher)
     dispatcher.start()
-    stop_retention = threading.Event()
-    threading.Thread(
-        target=_retention_loop,
-        args=(store, settings, stop_retention),
-        name="retention-sweep",
-        daemon=True,
-    ).start()
+    stop_retention = _start_retention(store, settings)
     _lower_api_priority(settings.api_nice)
 
     _run_uvicorn(app, dispatcher, settings, sock, url, args)
@@ -382,13 +385,7 @@ def _serve_fleet(
     dispatcher = FleetDispatcher(settings, store)
     app = create_app(settings, store, dispatcher)
     dispatcher.start()
-    stop_retention = threading.Event()
-    threading.Thread(
-        target=_retention_loop,
-        args=(store, settings, stop_retention),
-        name="retention-sweep",
-        daemon=True,
-    ).start()
+    stop_retention = _start_retention(store, settings)
     _run_uvicorn(app, dispatcher, settings, sock, url, args)
     stop_retention.set()
     store.close()
