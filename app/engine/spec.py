@@ -11,6 +11,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.engine.integrity import (
+    HostGuardReport,
+    HostGuardRules,
+    OutputsCheck,
+    Provenance,
+    RepeatAggregate,
+    StabilityRules,
+    StabilityVerdict,
+    SteadyState,
+)
+
 Api = Literal["sync", "async"]
 Pin = Literal["YES", "NO", "NUMA", "HYBRID_AWARE"]
 Hint = Literal["throughput", "latency", "cumulative_throughput", "none"]
@@ -40,6 +51,9 @@ OPTION_NAMES: dict[str, tuple[str, str]] = {
     "extension_paths": ("-l", "extensions"),
     "latency_percentile": ("-latency_percentile", "latency_percentile"),
     "perf_counters": ("-pc", "perf_counters"),
+    "repeats": ("--repeats", "repeats"),
+    "rtol": ("--rtol", "rtol"),
+    "atol": ("--atol", "atol"),
 }
 
 
@@ -60,6 +74,11 @@ def option_example(option: str, value: object, style: OptionNames = "cli") -> st
 DEFAULT_DURATION_S: dict[str, float] = {"CPU": 60, "GPU": 60, "NPU": 60, "UNKNOWN": 120}
 # The seed's -nireq default for the async API.
 DEFAULT_NIREQ = 2
+MAX_REPEATS = 100
+# Tolerances against expected_<output>.npy: loose enough for bf16/f16 inference precision
+# (about 3 significant digits), tight enough to catch a wrong layout or an overflow.
+DEFAULT_RTOL = 1e-2
+DEFAULT_ATOL = 1e-3
 
 
 VIRTUAL_DEVICES = frozenset({"AUTO", "HETERO", "MULTI", "BATCH"})
@@ -118,6 +137,20 @@ class BenchmarkSpec(BaseModel):
         description="How error messages and warnings name options: 'cli' flags (-shape) "
         "or 'api' JSON fields (shape)",
     )
+    repeats: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="Measured runs after one compile, each with the run's niter/duration limit",
+    )
+    rtol: float = Field(
+        default=DEFAULT_RTOL, ge=0, description="Relative tolerance against expected outputs"
+    )
+    atol: float = Field(
+        default=DEFAULT_ATOL, ge=0, description="Absolute tolerance against expected outputs"
+    )
+    stability: StabilityRules = Field(default_factory=StabilityRules)
+    guard: HostGuardRules = Field(default_factory=HostGuardRules)
 
 
 class Progress(BaseModel):
@@ -257,6 +290,19 @@ class CpuUsage(BaseModel):
     reason: str | None = Field(default=None, description="Why the figures were not measured")
 
 
+class RunFigures(BaseModel):
+    """One measured run of a job's repeats."""
+
+    throughput_fps: float
+    latency_ms: LatencyStats | None
+    iterations: int
+    duration_ms: float
+    timeline: list[TimelinePoint]
+    steady_state: SteadyState
+    cpu_usage: CpuUsage | None = None
+    energy: EnergyUsage | None = None
+
+
 class BenchmarkResult(BaseModel):
     status: Literal["completed", "cancelled"]
     api: Api
@@ -289,6 +335,22 @@ class BenchmarkResult(BaseModel):
     energy: EnergyUsage | None = Field(
         default=None,
         description="Energy of the CPU packages during the measured loop (RAPL, Linux powercap)",
+    )
+    runs: list[RunFigures] = Field(
+        default_factory=list,
+        description="Every measured run (one per repeat); the top level shows the median run's",
+    )
+    aggregate: RepeatAggregate | None = Field(
+        default=None, description="Across the repeats (null with one run)"
+    )
+    steady_state: SteadyState | None = Field(
+        default=None, description="The top-level run's steady state, after its warm-up"
+    )
+    stability: StabilityVerdict | None = None
+    host_guard: HostGuardReport | None = None
+    provenance: Provenance | None = None
+    outputs: OutputsCheck | None = Field(
+        default=None, description="The first inference's outputs, checked"
     )
 
 
