@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
+from app import cli_rerun
 from app.cli_report import print_report
 from app.engine.defaults import RUN_OPTIONS
 from app.engine.errors import EngineError
-from app.engine.spec import Api, BenchmarkSpec, Hint, Pin
+from app.engine.integrity import HostGuardRules
+from app.engine.spec import DEFAULT_ATOL, DEFAULT_RTOL, Api, BenchmarkSpec, Hint, Pin
 
 logger = logging.getLogger("ovbench")
 
@@ -34,8 +36,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         "-m",
         "--path_to_model",
         dest="model",
-        required=True,
-        help="Required. Path to the model: .xml (with its .bin), .onnx, ...",
+        help="Required (unless --from-result names it). Path to the model: .xml (with its .bin), .onnx, ...",
     )
     add(
         "-i",
@@ -156,6 +157,44 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         help="Feed images as RGB (default: BGR, as the seed).",
     )
     add(
+        "--repeats",
+        dest="repeats",
+        type=int,
+        default=1,
+        help="Measured runs after one compile, each with the -niter/-t limit; the result adds "
+        "their spread and a stability verdict. Default: 1.",
+    )
+    add(
+        "--rtol",
+        dest="rtol",
+        type=float,
+        default=DEFAULT_RTOL,
+        help=f"Relative tolerance against expected_<output>.npy among the inputs. Default: {DEFAULT_RTOL:g}.",
+    )
+    add(
+        "--atol",
+        dest="atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help=f"Absolute tolerance against expected_<output>.npy. Default: {DEFAULT_ATOL:g}.",
+    )
+    add(
+        "--guard-wait-s",
+        dest="guard_wait_s",
+        type=float,
+        default=HostGuardRules().wait_s,
+        help="How long to wait for a busy host to go quiet before the run (0: do not wait). "
+        f"Default: {HostGuardRules().wait_s:g}.",
+    )
+    add(
+        "--from-result",
+        dest="from_result",
+        type=Path,
+        help="Rerun a saved result (ovbench run --json, or a job from the API) with its "
+        "resolved options; -m/-i name its files when they are elsewhere here, and other "
+        "options given here win.",
+    )
+    add(
         "--json",
         dest="json",
         action="store_true",
@@ -164,17 +203,37 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
-    # The run options the API takes too, and the CLI's own: files named by path.
-    names = (*RUN_OPTIONS, "gpu_config_path", "extension_paths", "cache_dir")
-    fields = {name: getattr(args, name) for name in names}
-    return BenchmarkSpec(model_path=args.model, input_paths=args.inputs, **fields)
+# The run options the API takes too, and the CLI's own: files named by path.
+_SPEC_OPTIONS = (*RUN_OPTIONS, "gpu_config_path", "extension_paths", "cache_dir")
+
+
+def _spec_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchmarkSpec:
+    guard = HostGuardRules(wait_s=args.guard_wait_s)
+    if args.from_result is not None:
+        given = {
+            name: getattr(args, name)
+            for name in _SPEC_OPTIONS
+            if getattr(args, name) != parser.get_default(name)
+        }
+        if args.guard_wait_s != parser.get_default("guard_wait_s"):
+            given["guard"] = guard
+        return cli_rerun.spec_from_result(
+            cli_rerun.load_result(args.from_result), given, args.model, args.inputs
+        )
+    if args.model is None:
+        parser.error("the following arguments are required: -m/--path_to_model")
+    fields = {name: getattr(args, name) for name in _SPEC_OPTIONS}
+    return BenchmarkSpec(model_path=args.model, input_paths=args.inputs, guard=guard, **fields)
 
 
 def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
-    args = _run_parser(prog).parse_args(argv)
+    parser = _run_parser(prog)
+    args = parser.parse_args(argv)
     try:
-        spec = _spec_from_args(args)
+        spec = _spec_from_args(args, parser)
+    except cli_rerun.FromResultError as exc:
+        print(f"[ ERROR ] --from-result: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"[ ERROR ] Invalid options: {exc}", file=sys.stderr)
         return 2
@@ -196,6 +255,12 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
         return 130
     finally:
         engine_logger.removeHandler(handler)
+    if args.from_result is not None and result.provenance is not None:
+        saved = cli_rerun.load_result(args.from_result)
+        changed = cli_rerun.model_changed(saved, result.provenance.model_dump())
+        result.warnings.extend(changed)
+        for warning in changed:
+            print(f"[ WARNING ] {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
@@ -258,6 +323,7 @@ _COMMANDS = {
     "serve": "Start the REST service and its worker.",
     "agent": "Run a fleet API's jobs on this device host (README: Fleet).",
     "devices": "List the devices OpenVINO sees on this host.",
+    "compare": "Compare two results (saved files, or job ids on a server).",
     "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN, a dynamic one) and images.",
 }
 
@@ -281,6 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return make_models_main(rest)
     if command == "devices":
         return devices_main(rest)
+    if command == "compare":
+        from app.cli_compare import compare_main
+
+        return compare_main(rest)
     if command == "agent":
         from app.agent.__main__ import main as agent_main
 

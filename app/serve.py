@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
 
+from app import cpu_split
 from app.faults import configure_faults
 from app.settings import ENV_PREFIX, Settings, get_settings
 from app.worker.run_lock import RunLock, RunLockError
@@ -214,6 +215,15 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     configure_faults(settings.fault)
+    try:
+        cpus = cpu_split.split(settings.service_cpus)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 1
+    if cpus is not None:  # before any thread starts: they all inherit it
+        cpu_split.pin_service(cpus)
+        settings = settings.model_copy(update={"run_cpus": cpu_split.cpu_list(cpus.run)})
+        logger.info("CPU split: %s", cpu_split.describe(cpus))
 
     try:
         sock = _listen(settings.host, settings.port)  # before the heavy imports: refuse fast

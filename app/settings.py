@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.engine.integrity import HostGuardRules, StabilityRules
 from app.engine.spec import DEFAULT_DURATION_S
 from app.worker.run_lock import default_lock_path
 
@@ -24,7 +25,9 @@ HOST_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 class Settings(BaseSettings):
     """Everything the serve process, the API and the worker need to agree on."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", env_nested_delimiter="__"
+    )
 
     data_dir: Path = Field(
         default=Path("./var"), description="Database, uploaded files and per-model directories"
@@ -88,6 +91,24 @@ class Settings(BaseSettings):
             "While a job runs, the API process may use at most this share of all CPUs; "
             "requests beyond it wait (they are not refused). 0: no limit"
         ),
+    )
+    # --- trust in the figures (README: Results you can trust) ---
+    stability: StabilityRules = Field(
+        default_factory=StabilityRules,
+        description="Steady state and verdict thresholds, e.g. OVBENCH_STABILITY__CV_REPEATS_MAX=0.05",
+    )
+    guard: HostGuardRules = Field(
+        default_factory=HostGuardRules,
+        description="The host guard before each run, e.g. OVBENCH_GUARD__WAIT_S=30",
+    )
+    service_cpus: str = Field(
+        default="",
+        description="CPUs for the API and the control threads, e.g. 0 or 0-1; benchmarks get "
+        "the rest (unset: everything shares every CPU). README: Isolation",
+    )
+    run_cpus: str = Field(
+        default="",
+        description="Internal: the CPUs serve left for benchmarks, handed to its worker",
     )
     # --- access and input limits (README: Reliability and security) ---
     api_tokens: str = Field(

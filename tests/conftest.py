@@ -22,6 +22,10 @@ from tests.servers import (
 )
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The host guard samples the host for a second before each run (and waits while it is busy):
+# the services and workers the tests start run without it, and the tests that are about it
+# (tests/engine/test_host_guard.py, the guard's end-to-end test) set it themselves.
+os.environ.setdefault("OVBENCH_GUARD__SAMPLE_S", "0")
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from app import cpu_split
 from app.agent.cache import BlobCache, CacheTooSmall
 from app.agent.client import AgentStopping, ApiClient, ApiRefused
 from app.agent.run_one import MARK
@@ -58,6 +59,9 @@ class Agent:
     def __init__(self, settings: AgentSettings, engine_settings: Settings | None = None) -> None:
         self.settings = settings
         self.engine_settings = engine_settings or Settings()
+        # OVBENCH_SERVICE_CPUS: this process on the service CPUs, each run process on the rest.
+        self.cpus = cpu_split.split(self.engine_settings.service_cpus)
+        cpu_split.pin_service(self.cpus)
         self.name = settings.name
         self.stop_event = threading.Event()
         self.client = ApiClient(settings.api, settings.token, self.stop_event)
@@ -233,6 +237,8 @@ class Agent:
             "model_path": str(root / "model" / job["model_files"][0]["name"]),
             "input_paths": [str(root / "inputs")] if job["dataset_files"] else [],
             "shown_names": {f["name"]: f["original_name"] for f in job["model_files"]},
+            "service_cpus": cpu_split.cpu_list(self.cpus.service) if self.cpus else "",
+            "run_cpus": cpu_split.cpu_list(self.cpus.run) if self.cpus else "",
         }
         return self._run_process(
             job_id, run, wall_time_budget_s(job["params"], self.engine_settings)

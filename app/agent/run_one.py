@@ -23,9 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from app import cpu_split
 from app.engine.spec import Progress
 from app.settings import Settings
-from app.worker.outcome import run_to_outcome
+from app.worker.outcome import job_provenance, run_to_outcome
 
 MARK = "@ovbench "
 PROGRESS_EVERY_S = 0.2
@@ -46,6 +47,8 @@ def main() -> int:
         level="INFO", format="%(asctime)s %(levelname)s [run %(process)d] %(name)s: %(message)s"
     )
     run = json.loads(sys.stdin.readline())
+    cpus = cpu_split.handed_down(run.get("service_cpus", ""), run.get("run_cpus", ""))
+    cpu_split.pin_run(cpus)  # this thread runs the benchmark
     cancel = threading.Event()
     parent = os.getppid()
 
@@ -56,6 +59,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _watch_parent() -> None:
+        cpu_split.pin_service(cpus)
         while True:
             time.sleep(0.5)
             if os.getppid() != parent:
@@ -85,6 +89,7 @@ def main() -> int:
         on_progress,
         cancel,
         str(run["job_id"]),
+        job_provenance(run["params"], settings.default_duration_s),
     )
     emit({"outcome": asdict(outcome)})
     return 0

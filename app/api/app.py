@@ -16,7 +16,7 @@ from app.api.cpu_budget import CpuBudgetMiddleware, budget_for
 from app.api.job_views import FinishedJobJson
 from app.api.metrics import build_registry
 from app.api.read_cache import ReadCache
-from app.api.routes import agent, datasets, hosts, jobs, models, system
+from app.api.routes import agent, compare, datasets, hosts, jobs, models, system
 from app.api.schemas import JobCreate
 from app.dispatch import Dispatcher, LocalDispatcher
 from app.engine.spec import BenchmarkResult
@@ -59,7 +59,8 @@ def create_app(
     app.state.agent_tokens = {token.encode("utf-8"): host for token, host in agent_tokens.items()}
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)
     install_error_handlers(app)
-    for router in (models.router, datasets.router, jobs.router, hosts.router, system.router):
+    routers = (models, datasets, jobs, compare, hosts, system)
+    for router in (module.router for module in routers):
         app.include_router(router)
     if settings.fleet:
         app.include_router(agent.router)

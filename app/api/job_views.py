@@ -87,6 +87,7 @@ def job_read(
         finished_at=row.finished_at,
         params=row.params,
         resolved_params=resolved_params(row, default_duration_s),
+        rerun_of=row.rerun_of,
         queue_position=queue_position,
         progress=ProgressRead(
             fraction=row.progress_fraction,

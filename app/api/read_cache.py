@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.store import Store
 
 # GETs whose 200 body depends on nothing but the database (not /readyz: heartbeat age).
-CACHEABLE_PATHS = re.compile(r"^/(?:(?:jobs|models|datasets)(?:/[^/]+)?|devices)$")
+CACHEABLE_PATHS = re.compile(r"^/(?:(?:jobs|models|datasets)(?:/[^/]+)?|devices|compare)$")
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 

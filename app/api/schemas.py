@@ -14,7 +14,16 @@ from app.engine.defaults import (
     DEFAULT_LATENCY_PERCENTILE,
     ResolvedOptions,
 )
-from app.engine.spec import DEFAULT_NIREQ, Api, Hint, Pin, PortInfo
+from app.engine.spec import (
+    DEFAULT_ATOL,
+    DEFAULT_NIREQ,
+    DEFAULT_RTOL,
+    MAX_REPEATS,
+    Api,
+    Hint,
+    Pin,
+    PortInfo,
+)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -140,6 +149,26 @@ class JobCreate(BaseModel):
     latency_percentile: int = Field(default=DEFAULT_LATENCY_PERCENTILE, ge=1, le=100)
     perf_counters: bool = False
     rgb: bool = Field(default=False, description="Feed images in RGB order (default BGR)")
+    repeats: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPEATS,
+        description="Measured runs after one compile, each with the job's niter/duration_s; "
+        "the result keeps every run and adds their aggregate and a stability verdict",
+    )
+    rtol: float = Field(
+        default=DEFAULT_RTOL,
+        ge=0,
+        le=1e6,
+        description="Relative tolerance of the outputs check against the dataset's "
+        "expected_<output>.npy files",
+    )
+    atol: float = Field(
+        default=DEFAULT_ATOL,
+        ge=0,
+        le=1e6,
+        description="Absolute tolerance of the outputs check (|out - expected| <= atol + rtol * |expected|)",
+    )
     extensions: list[ExtensionName] | None = Field(
         default=None,
         max_length=MAX_EXTENSIONS,
@@ -219,6 +248,9 @@ class JobRead(BaseModel):
         "its defaults (nstreams as text)"
     )
     resolved_params: ResolvedParams
+    rerun_of: str | None = Field(
+        default=None, description="The job this one reruns (POST /jobs/{id}/rerun)"
+    )
     queue_position: int | None = Field(description="1 = next to run; null unless queued")
     progress: ProgressRead
     result: dict[str, Any] | None = Field(

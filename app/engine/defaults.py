@@ -42,6 +42,9 @@ RUN_OPTIONS = (
     "latency_percentile",
     "perf_counters",
     "rgb",
+    "repeats",
+    "rtol",
+    "atol",
 )
 
 
@@ -94,6 +97,9 @@ class ResolvedOptions(BaseModel):
     latency_percentile: int
     perf_counters: bool
     rgb: bool
+    repeats: int = Field(description="Measured runs after one compile")
+    rtol: float = Field(description="Relative tolerance against expected_<output>.npy")
+    atol: float = Field(description="Absolute tolerance against expected_<output>.npy")
 
 
 def device_default_duration_s(device: str, table: Mapping[str, float]) -> float:

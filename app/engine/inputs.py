@@ -5,6 +5,9 @@
   input's layout, as u8 (the model converts: see `model.apply_preprocessing`).
 - Image-info inputs ([N, C>=2]): rows of (H, W, 1, ...), as benchmark_app fills them.
 - Other inputs: `<input name>.npy` when given, else deterministic random data (seed 0) with a warning.
+- `expected_<output name>.npy` files are never inputs: they hold reference outputs for the
+  outputs check (`outputs.check`), sorted into `InputFiles.expected`. A model input whose name
+  starts with `expected_` cannot be fed from a file.
 Consecutive requests and batch slots take consecutive images, cycling.
 """
 
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 NUMPY_EXTENSIONS = frozenset({".npy"})
+# `expected_<output name>.npy`: a reference output, not a model input.
+EXPECTED_PREFIX = "expected_"
 # Refuse images whose header declares more pixels than this (decompression bombs).
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 
@@ -41,10 +46,12 @@ InputKind = Literal["image", "image_info", "npy", "random"]
 
 @dataclass
 class InputFiles:
-    """The files a run was given, sorted into images and .npy arrays (by stem)."""
+    """The files a run was given, sorted into images, .npy arrays (by stem) and expected
+    outputs (`expected_<output name>.npy`, by the text after `expected_`)."""
 
     images: list[Path] = field(default_factory=list)
     arrays: dict[str, Path] = field(default_factory=dict)
+    expected: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +100,8 @@ def collect_input_files(paths: list[str]) -> InputFiles:
             suffix = file.suffix.lower()
             if suffix in IMAGE_EXTENSIONS:
                 found.images.append(file)
+            elif suffix in NUMPY_EXTENSIONS and file.stem.startswith(EXPECTED_PREFIX):
+                found.expected[file.stem[len(EXPECTED_PREFIX) :]] = file
             elif suffix in NUMPY_EXTENSIONS:
                 found.arrays[file.stem] = file
             else:

@@ -48,6 +48,13 @@ class StabilityRules(BaseModel):
         description="Relative change of throughput across the steady seconds (or the "
         "repeats), by a least-squares line, above which a monotonic trend is drifting",
     )
+    monotonic_rho: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Spearman rank correlation of throughput with time (seconds or repeats), "
+        "in absolute value, from which a trend counts as monotonic",
+    )
     busy_other_fraction: float = Field(
         default=0.10,
         gt=0,
@@ -121,7 +128,9 @@ class RepeatAggregate(BaseModel):
 class SteadyState(BaseModel):
     reached: bool
     rule: str = Field(description="The warm-up rule, in words, with its band")
-    warmup_s: float | None = Field(description="Seconds before the steady state (null: not reached)")
+    warmup_s: float | None = Field(
+        description="Seconds before the steady state (null: not reached)"
+    )
     seconds: int = Field(description="Steady seconds the figures below are over")
     throughput_fps: float | None
     latency_median_ms: float | None = Field(description="Median of the steady seconds' medians")
@@ -164,6 +173,11 @@ class HostGuardReport(BaseModel):
         description="Frequency stayed more than throttle_drop below the first second's for "
         "min_steady_s seconds (null: frequency unavailable)"
     )
+    frequency_drop: float | None = Field(
+        default=None,
+        description="The largest share below the first second's frequency that min_steady_s "
+        "consecutive seconds all stayed (0: it never fell; null: frequency unavailable)",
+    )
 
 
 class HostProvenance(BaseModel):
@@ -171,14 +185,18 @@ class HostProvenance(BaseModel):
     cpu_model: str
     logical_cpus: int
     physical_cores: int | None
-    isa_flags: list[str] = Field(description="Those that change OpenVINO's choices: avx2, avx512*, amx*")
+    isa_flags: list[str] = Field(
+        description="Those that change OpenVINO's choices: avx2, avx512*, amx*"
+    )
     kernel: str
     os: str
     cpufreq_governor: str | None
     cpufreq_min_mhz: float | None
     cpufreq_max_mhz: float | None
     memory_bytes: int | None
-    container: str | None = Field(description="docker, podman, kubernetes, lxc ... (null: none seen)")
+    container: str | None = Field(
+        description="docker, podman, kubernetes, lxc ... (null: none seen)"
+    )
     env: dict[str, str] = Field(description="OV_*, OMP_*, KMP_*, TBB_* variables")
     unavailable: dict[str, str] = Field(
         default_factory=dict, description="Fields that could not be read, with the reason"
@@ -214,6 +232,10 @@ class OutputSummary(BaseModel):
     top5: list[list[int]] | None = Field(
         description="For a 2-D [N, C] output: the 5 highest class indices of each row (at most 8 rows)"
     )
+    names: list[str] = Field(
+        default_factory=list,
+        description="All the port's tensor names, sorted (an expected_<name>.npy may use any)",
+    )
 
 
 class OutputComparison(BaseModel):
@@ -223,10 +245,18 @@ class OutputComparison(BaseModel):
     max_rel_error: float | None
     match: bool
     reason: str | None = None
+    mismatched_elements: int | None = Field(
+        default=None,
+        description="Elements outside atol + rtol * |expected| (null: not compared)",
+    )
 
 
 class OutputsCheck(BaseModel):
-    """The first inference's outputs (recorded before the measured loop)."""
+    """The first inference's outputs (recorded before the measured loop).
+
+    Expected outputs (`expected_<output name>.npy` in the dataset) are for the first
+    inference's inputs: the first batch the dataset fills into request 0.
+    """
 
     outputs: list[OutputSummary]
     rtol: float

@@ -78,11 +78,12 @@ def first_inference_sync(request: ov.InferRequest) -> float:
     return float(request.latency)
 
 
-def first_inference_async(queue: ov.AsyncInferQueue) -> float:
+def first_inference_async(queue: ov.AsyncInferQueue) -> tuple[float, int]:
+    """The warm-up inference's latency and the request that ran it (its outputs are checked)."""
     request_id = queue.get_idle_request_id()
     queue.start_async()
     queue.wait_all()
-    return float(queue[request_id].latency)
+    return float(queue[request_id].latency), request_id
 
 
 def run_sync(

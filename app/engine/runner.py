@@ -21,7 +21,18 @@ import numpy as np
 import openvino as ov
 import openvino.properties as props
 
-from app.engine import cpu_usage, devices, energy, inputs, loops, stats
+from app.engine import (
+    aggregate,
+    cpu_usage,
+    devices,
+    host_guard,
+    inputs,
+    loops,
+    measure,
+    outputs,
+    provenance,
+    verdict,
+)
 from app.engine import model as model_mod
 from app.engine.defaults import effective_nireq, planned_limits
 from app.engine.errors import (
@@ -161,6 +172,7 @@ def _effective(
         pin=None if pinning is None else pinning in ("True", "YES", "1"),
         inference_precision=readback.get("INFERENCE_PRECISION_HINT"),
         batch_size=batch,
+        cpus=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         requested={str(k): property_text(v) for k, v in requested.items()},
         properties=readback,
     )
@@ -235,6 +247,7 @@ def run_benchmark(
     Setting `cancel` stops the run within a second; the result then has status "cancelled".
     """
     started_at = dt.datetime.now(dt.UTC).isoformat()
+    job_sample = cpu_usage.sample()  # the host guard's window starts here
     model_path = Path(spec.model_path)
     model_mod.model_files(model_path, spec.shown_names)
     files = inputs.collect_input_files(spec.input_paths)
@@ -281,48 +294,81 @@ def run_benchmark(
         slots, files, nireq, spec.rgb, spec.option_names
     )
     _note(warns, fill_warns)
+    origin = provenance.build(
+        spec,
+        description,
+        [*files.images, *files.arrays.values(), *files.expected.values()],
+        ovbench_version(),
+        ov.get_version(),
+        {"niter": niter, "duration_s": duration_s, "nireq": nireq},
+    )
     logger.info("%s", start_line(spec.api, niter, duration_s, nireq))
+    plan = measure.MeasurePlan(spec, niter, duration_s, batch, on_progress, cancel)
     try:
         if spec.api == "sync":
             request = compiled.create_infer_request()
             requests = [request]
             set_request_inputs(request, per_request[0], dynamic)
             first_ms = loops.first_inference_sync(request)
-            logger.info("First inference took %.2f ms", first_ms)
-            cpu_before, energy_before = cpu_usage.sample(), energy.sample()
-            outcome = loops.run_sync(request, niter, duration_s, on_progress, cancel)
+            checked = request
         else:
             queue = ov.AsyncInferQueue(compiled, nireq)
             requests = [queue[i] for i in range(len(queue))]
             for request, arrays in zip(requests, per_request, strict=True):
                 set_request_inputs(request, arrays, dynamic)
-            first_ms = loops.first_inference_async(queue)
-            logger.info("First inference took %.2f ms", first_ms)
-            cpu_before, energy_before = cpu_usage.sample(), energy.sample()
-            outcome = loops.run_async(queue, niter, duration_s, on_progress, cancel)
+            first_ms, first_id = loops.first_inference_async(queue)
+            checked = queue[first_id]
+        logger.info("First inference took %.2f ms", first_ms)
+        checked_outputs, output_warns = outputs.check(
+            checked, compiled.outputs, files.expected, spec.rtol, spec.atol
+        )
+        _note(warns, output_warns)
+        guard_start = host_guard.guard_before_run(spec.guard, job_sample, cancel)
+        recorder = host_guard.HostRecorder()
+        recorder.start()
+        try:
+            if spec.api == "sync":
+                runs = plan.repeat(
+                    lambda report: loops.run_sync(request, *plan.limits, report, cancel)
+                )
+            else:
+                runs = plan.repeat(
+                    lambda report: loops.run_async(queue, *plan.limits, report, cancel)
+                )
+        finally:
+            frequency, temperature = recorder.stop()
     except EngineError:
         raise
     except Exception as exc:
         raise InferenceError(f"Inference failed on {spec.device}: {openvino_message(exc)}") from exc
-    energy_after, cpu_after = energy.sample(), cpu_usage.sample()
-    cpu = cpu_usage.usage(cpu_before, cpu_after)
-    used_energy = energy.usage(energy_before, energy_after, outcome.iterations)
-    _note(warns, cpu_usage.busy_host_warnings(cpu))
+    figures = [run.figures for run in runs]
+    top = aggregate.median_run_index([run.throughput_fps for run in figures])
+    guard = host_guard.report(spec.guard, guard_start, frequency, temperature, spec.stability)
+    _note(warns, host_guard.guard_warnings(guard))
+    for index, run in enumerate(figures):
+        prefix = f"Run {index + 1} of {len(figures)}: " if len(figures) > 1 else ""
+        _note(warns, [prefix + text for text in cpu_usage.busy_host_warnings(run.cpu_usage)])
+    repeats = aggregate.aggregate(figures)
+    stability = verdict.judge(
+        figures, repeats, spec.stability, throttled=guard.throttled, ran_busy=guard_start.ran_busy
+    )
+    shown = figures[top]
+    if shown.steady_state.warning and len(figures) < verdict.MIN_REPEATS_FOR_SPREAD:
+        _note(warns, [shown.steady_state.warning])
 
-    latency = stats.latency_stats(outcome.latencies_ms, spec.latency_percentile)
     perf = _perf_counters(requests) if spec.perf_counters else None
     result = BenchmarkResult(
-        status="cancelled" if outcome.cancelled else "completed",
+        status="cancelled" if any(run.cancelled for run in runs) else "completed",
         api=spec.api,
         device=spec.device,
         device_full_name=devices.full_device_name(core, spec.device),
-        openvino_version=ov.get_version(),
-        ovbench_version=ovbench_version(),
+        openvino_version=origin.openvino_version,
+        ovbench_version=origin.ovbench_version,
         started_at=started_at,
-        throughput_fps=stats.throughput_fps(batch, outcome.iterations, outcome.duration_s),
-        latency_ms=latency,
-        iterations=outcome.iterations,
-        duration_ms=outcome.duration_s * 1000,
+        throughput_fps=shown.throughput_fps,
+        latency_ms=shown.latency_ms,
+        iterations=shown.iterations,
+        duration_ms=shown.duration_ms,
         first_inference_ms=first_ms,
         read_model_ms=read_model_ms,
         reshape_ms=resolved.reshape_ms,
@@ -344,14 +390,19 @@ def run_benchmark(
             )
             for slot in slots
         ],
-        timeline=stats.timeline(
-            outcome.completions_s, outcome.latencies_ms, outcome.duration_s, batch
-        ),
+        timeline=shown.timeline,
         perf_counters=perf,
         warnings=warns,
         host=host_facts(),
-        cpu_usage=cpu,
-        energy=used_energy,
+        cpu_usage=shown.cpu_usage,
+        energy=shown.energy,
+        runs=figures,
+        aggregate=repeats,
+        steady_state=shown.steady_state,
+        stability=stability,
+        host_guard=guard,
+        provenance=origin,
+        outputs=checked_outputs,
     )
     del compiled
     return result

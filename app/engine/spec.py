@@ -224,6 +224,12 @@ class EffectiveConfig(BaseModel):
     pin: bool | None
     inference_precision: str | None
     batch_size: int
+    cpus: list[int] | None = Field(
+        default=None,
+        description="The CPUs the run's thread, and the inference threads OpenVINO starts "
+        "from it, may use (its affinity; OVBENCH_SERVICE_CPUS leaves the service's out). "
+        "null: not Linux",
+    )
     requested: dict[str, str] = Field(description="Properties we passed to compile_model")
     properties: dict[str, str] = Field(description="All readable compiled-model properties")
 

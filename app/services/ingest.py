@@ -2,8 +2,9 @@
 
 A model's files get safe canonical names (`model.xml` + `model.bin`, `model.onnx`, ...) and
 are read once by OpenVINO to describe its ports; dataset files keep a sanitised version of
-their client name (the stem of a `.npy` names the model input it feeds) and are checked:
-images must decode, `.npy` files must have a valid header.
+their client name (the stem of a `.npy` names the model input it feeds, or, for
+`expected_<output name>.npy`, the output it is the reference for; see `engine.outputs`) and
+are checked: images must decode, `.npy` files must have a valid header.
 """
 
 from __future__ import annotations

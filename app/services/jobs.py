@@ -28,6 +28,7 @@ from app.settings import Settings
 from app.store import Store
 from app.store.blobs import StagedFile
 from app.store.tables import JobRow, ModelRow
+from app.worker.outcome import job_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +198,10 @@ def submit_job(
     job: JobCreate,
     idempotency_key: str | None = None,
     request_digest: str | None = None,
+    rerun_of: str | None = None,
 ) -> Submitted:
     """Place a validated job (fleet: pick its host), commit it to the queue (503 when full),
-    then hand it to the dispatcher."""
+    then hand it to the dispatcher. `rerun_of`: the job this one repeats."""
     params = job.model_dump(mode="json", exclude_none=True)
     if idempotency_key is not None and request_digest is None:
         request_digest = request_hash(params)
@@ -210,11 +212,47 @@ def submit_job(
     with dispatcher.placing():  # the host is chosen and the job committed as one step
         host = dispatcher.place(job.device, job.host, job.host_labels)
         row, created = store.jobs.submit(
-            params, settings.max_queue, idempotency_key, request_digest, host=host
+            params,
+            settings.max_queue,
+            idempotency_key,
+            request_digest,
+            host=host,
+            rerun_of=rerun_of,
         )
     if created:
         dispatcher.job_queued(row.id, row.host)
     return Submitted(row, created)
+
+
+# Where a job runs, as submitted: a rerun keeps them (the placed host is not pinned).
+_ROUTING_FIELDS = ("host", "host_labels")
+
+
+def rerun_params(original: JobRow, settings: Settings) -> dict[str, Any]:
+    """The parameters a rerun of `original` submits: those its result recorded as resolved
+    (every default as it was filled in then), else its stored parameters resolved now; with
+    its routing as submitted."""
+    provenance = (original.result or {}).get("provenance") or {}
+    recorded = (provenance.get("job") or {}).get("resolved")
+    resolved = (
+        recorded
+        or job_provenance(
+            {"model_id": original.model_id, "dataset_id": original.dataset_id, **original.params},
+            settings.default_duration_s,
+        )["resolved"]
+    )
+    params = {k: v for k, v in resolved.items() if v is not None and v != []}
+    params.update({k: original.params[k] for k in _ROUTING_FIELDS if k in original.params})
+    return params
+
+
+def rerun_job(store: Store, dispatcher: Dispatcher, settings: Settings, job_id: str) -> Submitted:
+    """POST /jobs/{id}/rerun: queue a new job with the job's resolved parameters, recording
+    `rerun_of`. Any state of the original will do (a failed job may be worth a retry); its
+    model and dataset must still exist."""
+    original = store.jobs.get(job_id)
+    job = validate_job(rerun_params(original, settings), store, settings, None)
+    return submit_job(store, dispatcher, settings, job, rerun_of=original.id)
 
 
 def submit_with_files(

@@ -66,6 +66,7 @@ class Jobs:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         host: str | None = None,
+        rerun_of: str | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job: (row, created). With a key, a repeat returns the first job, unqueued.
 
@@ -79,14 +80,16 @@ class Jobs:
             if existing is not None:
                 return existing, False
             try:
-                row = self._insert_job(params, max_queue, idempotency_key, request_hash, host)
+                row = self._insert_job(
+                    params, max_queue, idempotency_key, request_hash, host, rerun_of
+                )
                 return row, True
             except IntegrityError:
                 existing = self.find_idempotent(idempotency_key, request_hash)
                 if existing is None:
                     raise
                 return existing, False
-        return self._insert_job(params, max_queue, None, None, host), True
+        return self._insert_job(params, max_queue, None, None, host, rerun_of), True
 
     def _insert_job(
         self,
@@ -95,6 +98,7 @@ class Jobs:
         idempotency_key: str | None,
         request_hash: str | None,
         host: str | None = None,
+        rerun_of: str | None = None,
     ) -> JobRow:
         model_id = params["model_id"]
         dataset_id = params.get("dataset_id")
@@ -127,6 +131,7 @@ class Jobs:
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
                 host=host,
+                rerun_of=rerun_of,
             )
             s.add(row)
             s.commit()

@@ -146,6 +146,8 @@ class JobRow(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The agent's claim of it: a retried claim (its answer was lost) gets the job again.
     claim_token: Mapped[str | None] = mapped_column(String(64))
+    # POST /jobs/{id}/rerun: the job this one repeats with the same resolved parameters.
+    rerun_of: Mapped[str | None] = mapped_column(String(32))
 
 
 class DeviceRow(Base):

@@ -13,6 +13,7 @@ import signal
 import sys
 from types import FrameType
 
+from app import cpu_split
 from app.faults import configure_faults
 from app.settings import Settings
 from app.worker.run_lock import RunLockError
@@ -35,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_faults(settings.fault)
     try:
         worker = Worker(settings)
-    except RunLockError as exc:
+    except (RunLockError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
+    cpu_split.pin_run(worker.cpus)  # this thread runs the benchmarks
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         logger.info("worker %d: signal %d, stopping", worker.pid, signum)

@@ -54,7 +54,9 @@ def wall_time_budget_s(params: Mapping[str, Any], settings: Settings) -> float:
 
     Measuring time: `duration_s`; for `niter`, `niter * niter_budget_s`; with both, the
     larger (benchmark_app stops when both are met); with neither, the device's default
-    duration. Plus `job_allowance_s` for reading, compiling and the first inference.
+    duration. Times `repeats` (the measured runs after one compile), plus the host guard's
+    wait for a quiet host, plus `job_allowance_s` for reading, compiling and the first
+    inference.
     """
     duration = params.get("duration_s")
     niter = params.get("niter")
@@ -66,7 +68,9 @@ def wall_time_budget_s(params: Mapping[str, Any], settings: Settings) -> float:
     if not duration and not niter:
         device = str(params.get("device") or DEFAULT_DEVICE)
         measuring = float(device_default_duration_s(device, settings.default_duration_s))
-    return measuring + settings.job_allowance_s
+    repeats = int(params.get("repeats") or 1)
+    guard_s = settings.guard.sample_s + settings.guard.wait_s if settings.guard.sample_s else 0.0
+    return measuring * repeats + guard_s + settings.job_allowance_s
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:

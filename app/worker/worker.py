@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app import cpu_split
 from app.engine.devices import list_devices
 from app.engine.spec import BenchmarkSpec, Progress
 from app.faults import fault_point
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import JobRow
-from app.worker.outcome import run_to_outcome
+from app.worker.outcome import job_provenance, run_to_outcome
 from app.worker.run_lock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def spec_from_params(
         gpu_config_path=str(settings.extension_file(gpu_config)) if gpu_config else None,
         shown_names=shown_names,
         option_names="api",
+        stability=settings.stability,
+        guard=settings.guard,
         **options,
     )
 
@@ -112,6 +115,7 @@ class _JobWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        cpu_split.pin_service(self.worker.cpus)  # started from the run's thread: move off
         store = self.worker.store
         last_progress = last_heartbeat = time.monotonic()
         while not self.done.wait(CANCEL_POLL_INTERVAL_S):
@@ -147,6 +151,9 @@ class Worker:
         self.stop_event = threading.Event()
         self._parent_pid = os.getppid()
         self.run_lock = RunLock(settings.run_lock_path)
+        # OVBENCH_SERVICE_CPUS: the run's thread on the benchmark's CPUs (__main__ pins it),
+        # the watcher threads on the service's.
+        self.cpus = cpu_split.handed_down(settings.service_cpus, settings.run_cpus)
 
     @property
     def stopping(self) -> bool:
@@ -217,6 +224,10 @@ class Worker:
                 watch.on_progress,
                 watch.cancel,
                 job.id,
+                job_provenance(
+                    {"model_id": job.model_id, "dataset_id": job.dataset_id, **job.params},
+                    self.settings.default_duration_s,
+                ),
             )
         if outcome.status == "failed":
             store.jobs.finish_failed(

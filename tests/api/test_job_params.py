@@ -76,6 +76,9 @@ def resolved(**overrides: Any) -> dict[str, Any]:
         "latency_percentile": 50,
         "perf_counters": False,
         "rgb": False,
+        "repeats": 1,
+        "rtol": 0.01,
+        "atol": 0.001,
         "dataset_id": None,
         "extensions": [],
         "gpu_config": None,
@@ -99,6 +102,9 @@ def test_model_id_alone_is_queued_as_cpu_sync_with_every_default_resolved(
         "latency_percentile": 50,
         "perf_counters": False,
         "rgb": False,
+        "repeats": 1,
+        "rtol": 0.01,
+        "atol": 0.001,
     }
     assert job["resolved_params"] == resolved(model_id=model["id"])
     assert client.get(f"/jobs/{job['id']}").json() == job

@@ -45,6 +45,9 @@ def test_nothing_given_resolves_to_benchmark_specs_defaults() -> None:
         "latency_percentile": 50,
         "perf_counters": False,
         "rgb": False,
+        "repeats": 1,
+        "rtol": 0.01,
+        "atol": 0.001,
     }
     spec = BenchmarkSpec(model_path="model.xml")  # what `ovbench run -m model.xml` runs
     assert (DEFAULT_DEVICE, DEFAULT_API) == (spec.device, spec.api) == ("CPU", "sync")

@@ -177,3 +177,35 @@ def test_small_spatial_input_needs_layout_and_layout_option_makes_it_an_image(
     assert model_mod.resolve_inputs(model, None, None, None, None).slots[0].kind == "random"
     model = model_mod.read_model(core, xml)
     assert model_mod.resolve_inputs(model, None, None, "NCHW", None).slots[0].kind == "image"
+
+
+def test_expected_outputs_are_sorted_out_and_never_fill_inputs(tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.full((1, 8), 3.0, dtype=np.float32))
+    np.save(tmp_path / "expected_v.npy", np.full((1, 8), 9.0, dtype=np.float32))
+    np.save(tmp_path / "expected_probs.npy", np.zeros((1, 8), dtype=np.float32))
+    np.save(tmp_path / "stray.npy", np.zeros((1, 8), dtype=np.float32))
+    files = inputs.collect_input_files([str(tmp_path)])
+    assert files.expected == {
+        "v": tmp_path / "expected_v.npy",
+        "probs": tmp_path / "expected_probs.npy",
+    }
+    assert files.arrays == {"v": tmp_path / "v.npy", "stray": tmp_path / "stray.npy"}
+
+    slot = inputs.InputSlot(name="v", shape=[1, 8], element_type=ov.Type.f32, layout=ov.Layout())
+    per_request, used, warns = inputs.plan_and_fill([slot], files, 1, rgb=False)
+    np.testing.assert_array_equal(per_request[0]["v"], np.full((1, 8), 3.0))
+    assert used["v"] == [tmp_path / "v.npy"]
+    [warning] = warns  # the unused .npy warning names stray.npy only
+    assert "'stray.npy'" in warning and "expected_" not in warning
+
+
+def test_expected_file_alone_does_not_feed_its_input(tmp_path: Path) -> None:
+    """`expected_v.npy` given one by one: still an expected output, so "v" gets random data."""
+    np.save(tmp_path / "expected_v.npy", np.full((1, 8), 9.0, dtype=np.float32))
+    files = inputs.collect_input_files([str(tmp_path / "expected_v.npy")])
+    assert files.arrays == {} and files.images == []
+    assert files.expected == {"v": tmp_path / "expected_v.npy"}
+    slot = inputs.InputSlot(name="v", shape=[1, 8], element_type=ov.Type.f32, layout=ov.Layout())
+    per_request, _, warns = inputs.plan_and_fill([slot], files, 1, rgb=False)
+    assert slot.kind == "random" and not (per_request[0]["v"] == 9.0).all()
+    assert len(warns) == 1 and "random data" in warns[0]

@@ -61,7 +61,7 @@ def test_migrations_from_an_empty_database_to_head_and_back(
     schema = inspect(store.engine)
     assert set(schema.get_table_names()) == {*TABLES, "alembic_version"}
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     columns = {c["name"]: c["type"] for c in schema.get_columns("jobs")}
     assert isinstance(columns["params"], JSON) and isinstance(columns["result"], JSON)
     assert isinstance(columns["progress_iterations"], BigInteger)

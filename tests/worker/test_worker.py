@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.errors import ModelReadError
+from app.engine.integrity import HostGuardRules
 from app.engine.runner import run_benchmark
 from app.engine.spec import BenchmarkResult
 from app.settings import Settings
@@ -146,10 +147,20 @@ def test_wall_time_budget_defaults_to_the_cpu_duration_like_the_engine(
 ) -> None:
     """A job without device runs on CPU (BenchmarkSpec's default), so it gets CPU's time."""
     table = {"CPU": 7.0, "GPU": 9.0, "UNKNOWN": 100.0}
-    timed = settings.model_copy(update={"default_duration_s": table})
+    timed = settings.model_copy(
+        update={"default_duration_s": table, "guard": HostGuardRules(sample_s=0)}
+    )
     assert wall_time_budget_s({}, timed) == 7.0 + timed.job_allowance_s
     assert wall_time_budget_s({"device": "HETERO:GPU,CPU"}, timed) == 9.0 + timed.job_allowance_s
     assert wall_time_budget_s({"device": "FPGA"}, timed) == 100.0 + timed.job_allowance_s
+
+
+def test_wall_time_budget_counts_every_repeat_and_the_host_guards_wait(
+    settings: Settings,
+) -> None:
+    guarded = settings.model_copy(update={"guard": HostGuardRules(sample_s=1.0, wait_s=10.0)})
+    params = {"duration_s": 5.0, "repeats": 4}
+    assert wall_time_budget_s(params, guarded) == 5.0 * 4 + 1.0 + 10.0 + guarded.job_allowance_s
 
 
 def test_engine_messages_name_the_uploaded_files_not_the_stored_ones(

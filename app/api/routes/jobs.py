@@ -28,7 +28,13 @@ from app.errors import (
     UnsupportedMediaError,
     ValidationError,
 )
-from app.services.jobs import Submitted, submit_job, submit_with_files, validate_job
+from app.services.jobs import (
+    Submitted,
+    rerun_job,
+    submit_job,
+    submit_with_files,
+    validate_job,
+)
 from app.settings import Settings
 from app.store import Store
 from app.store.tables import JobRow
@@ -189,6 +195,29 @@ async def create_job(
             submit_job, store, dispatcher, settings, job, idempotency_key
         )
     return await run_in_threadpool(_answer, store, submitted, response, settings)
+
+
+@router.post(
+    "/{job_id}/rerun",
+    status_code=202,
+    response_model=JobRead,
+    responses={
+        202: {
+            "description": "The rerun is queued; Location has its URL",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **error_responses(403, 404, 422, 503),
+    },
+    summary="Queue the job again with the same resolved parameters (records rerun_of)",
+)
+def rerun(
+    job_id: str,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> JobRead:
+    return _answer(store, rerun_job(store, dispatcher, settings, job_id), response, settings)
 
 
 @router.get(
