@@ -207,18 +207,24 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
 _SPEC_OPTIONS = (*RUN_OPTIONS, "gpu_config_path", "extension_paths", "cache_dir")
 
 
-def _spec_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchmarkSpec:
+def _given_options(argv: Sequence[str], prog: str) -> set[str]:
+    """The options the command line really gives (at their default value too)."""
+    bare = _run_parser(prog)
+    for action in bare._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(bare.parse_args(argv)))
+
+
+def _spec_from_args(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, given: set[str]
+) -> BenchmarkSpec:
     guard = HostGuardRules(wait_s=args.guard_wait_s)
     if args.from_result is not None:
-        given = {
-            name: getattr(args, name)
-            for name in _SPEC_OPTIONS
-            if getattr(args, name) != parser.get_default(name)
-        }
-        if args.guard_wait_s != parser.get_default("guard_wait_s"):
-            given["guard"] = guard
+        overrides = {name: getattr(args, name) for name in _SPEC_OPTIONS if name in given}
+        if "guard_wait_s" in given:
+            overrides["guard"] = guard
         return cli_rerun.spec_from_result(
-            cli_rerun.load_result(args.from_result), given, args.model, args.inputs
+            cli_rerun.load_result(args.from_result), overrides, args.model, args.inputs
         )
     if args.model is None:
         parser.error("the following arguments are required: -m/--path_to_model")
@@ -230,7 +236,7 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
     parser = _run_parser(prog)
     args = parser.parse_args(argv)
     try:
-        spec = _spec_from_args(args, parser)
+        spec = _spec_from_args(args, parser, _given_options(argv, prog))
     except cli_rerun.FromResultError as exc:
         print(f"[ ERROR ] --from-result: {exc}", file=sys.stderr)
         return 2

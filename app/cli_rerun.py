@@ -88,11 +88,11 @@ def spec_from_result(
 def model_changed(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """Warnings when the rerun's model or inputs are not the saved result's (by sha256)."""
     warnings = []
-    for field, what in (("model_sha256", "model"), ("dataset_sha256", "inputs")):
+    for field, what in (("model_sha256", "model differs"), ("dataset_sha256", "inputs differ")):
         before, after = saved["provenance"].get(field), now.get(field)
         if before != after:
             warnings.append(
-                f"The {what} differ from the saved result's (sha256 {before} then, {after} now): "
+                f"The {what} from the saved result's (sha256 {before} then, {after} now): "
                 "the figures compare different work."
             )
     return warnings

@@ -59,6 +59,11 @@ class MeasurePlan:
             cpu_before, energy_before = cpu_usage.sample(), energy.sample()
             outcome = loop(report)
             energy_after, cpu_after = energy.sample(), cpu_usage.sample()
+            # A cancel seen after the loop (its last progress report, the guard's wait) still
+            # cancels the job when runs remain: the result must not read as complete.
+            cancelled = outcome.cancelled or (
+                self.cancel is not None and self.cancel.is_set() and index + 1 < self.spec.repeats
+            )
             runs.append(
                 MeasuredRun(
                     self._figures(
@@ -66,12 +71,12 @@ class MeasurePlan:
                         cpu_usage.usage(cpu_before, cpu_after),
                         energy.usage(energy_before, energy_after, outcome.iterations),
                     ),
-                    outcome.cancelled,
+                    cancelled,
                 )
             )
             done_iterations += outcome.iterations
             done_s += outcome.duration_s
-            if outcome.cancelled or (self.cancel is not None and self.cancel.is_set()):
+            if cancelled:
                 break
         return runs
 
