@@ -52,7 +52,10 @@ def split(text: str, available: frozenset[int] | None = None) -> CpuSplit | None
     if not hasattr(os, "sched_setaffinity"):
         raise ValueError("OVBENCH_SERVICE_CPUS needs Linux (sched_setaffinity)")
     available = available if available is not None else frozenset(os.sched_getaffinity(0))
-    service = parse_cpu_list(text)
+    try:
+        service = parse_cpu_list(text)
+    except ValueError as exc:
+        raise ValueError(f"OVBENCH_SERVICE_CPUS={text}: {exc}") from None
     unknown = service - available
     if unknown:
         raise ValueError(

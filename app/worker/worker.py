@@ -225,7 +225,7 @@ class Worker:
                 watch.cancel,
                 job.id,
                 job_provenance(
-                    {"model_id": job.model_id, "dataset_id": job.dataset_id, **job.params},
+                    job.params,
                     self.settings.default_duration_s,
                 ),
             )
