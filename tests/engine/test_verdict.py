@@ -10,7 +10,8 @@ from app.engine.integrity import StabilityRules, StabilityVerdict
 from app.engine.spec import CpuUsage, RunFigures, TimelinePoint
 from app.engine.steady import steady_state
 
-RULES = StabilityRules()
+# The rules with the thresholds these cases were written for (the defaults may move).
+RULES = StabilityRules(cv_repeats_max=0.03)
 QUIET_FPS = [19.0, 19.1, 18.9, 19.0, 19.05]  # CV 0.4%
 
 
