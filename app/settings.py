@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engine.integrity import HostGuardRules, StabilityRules
@@ -219,6 +219,11 @@ class Settings(BaseSettings):
                 value = _without_password(value)
             if name == "agent_tokens" and value:
                 value = "(set, hidden)"
+            if isinstance(value, BaseModel):  # nested: one variable per field, NAME__FIELD
+                for sub, sub_field in type(value).model_fields.items():
+                    env = f"{ENV_PREFIX}{name.upper()}__{sub.upper()}"
+                    rows.append((env, sub_field.description or "", getattr(value, sub)))
+                continue
             rows.append((ENV_PREFIX + name.upper(), field.description or "", value))
         return rows
 

@@ -15,6 +15,7 @@ from typing import IO
 import httpx
 import pytest
 
+from app.engine.integrity import HostGuardRules, StabilityRules
 from app.engine.spec import DEFAULT_DURATION_S
 from app.serve import main as serve_main
 from app.settings import Settings, get_settings
@@ -46,6 +47,25 @@ def test_environment_is_read_when_settings_are_built(
     assert settings.default_duration_s == {"CPU": 5.0}
 
 
+def test_the_trust_thresholds_are_nested_settings_one_variable_per_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OVBENCH_GUARD__SAMPLE_S", raising=False)  # tests/conftest.py's
+    monkeypatch.setenv("OVBENCH_STABILITY__CV_REPEATS_MAX", "0.2")
+    monkeypatch.setenv("OVBENCH_GUARD__WAIT_S", "3")
+    settings = get_settings()
+    assert settings.stability.cv_repeats_max == 0.2
+    assert settings.stability.drift_max == StabilityRules().drift_max  # the others keep theirs
+    assert (settings.guard.wait_s, settings.guard.sample_s) == (3.0, HostGuardRules().sample_s)
+    with pytest.raises(SystemExit):
+        serve_main(["--help"])
+    out = capsys.readouterr().out
+    assert "OVBENCH_STABILITY__CV_REPEATS_MAX" in out and "(now: 0.2)" in out
+    for rules, prefix in ((StabilityRules, "STABILITY"), (HostGuardRules, "GUARD")):
+        for name in rules.model_fields:
+            assert f"OVBENCH_{prefix}__{name.upper()}" in out
+
+
 def test_serve_help_lists_every_setting_with_its_env_var(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -55,8 +75,9 @@ def test_serve_help_lists_every_setting_with_its_env_var(
     out = capsys.readouterr().out
     for flag in ("--host", "--port", "--data-dir"):
         assert flag in out
-    for name in Settings.model_fields:
-        assert f"OVBENCH_{name.upper()}" in out
+    for name, field in Settings.model_fields.items():
+        nested = isinstance(field.default_factory, type)  # listed field by field
+        assert (f"OVBENCH_{name.upper()}__" if nested else f"OVBENCH_{name.upper()}") in out
 
 
 def _make(target: str, *args: str, env: dict[str, str], stdout: int | IO[bytes]) -> Popen[bytes]:
