@@ -89,11 +89,12 @@ def main() -> int:
     )
     cvs: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     explained: collections.Counter[str] = collections.Counter()
+    medians: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     env = {"OVBENCH_GUARD__WAIT_S": str(args.guard_wait_s)}
     with Service(env=env) as svc:
         print(
-            f"{'model':<9} {'job':>3} {'host':<5} {'verdict':<9} {'CV':>6} {'other':>6} "
-            f"{'steal':>6}  first reason"
+            f"{'model':<9} {'job':>3} {'host':<5} {'verdict':<9} {'median fps':>10} {'CV':>6} "
+            f"{'other':>6} {'steal':>6}  first reason"
         )
         for name, duration_s in models.items():
             body = _job(svc.upload_model(sample_model(name)), duration_s, args.repeats)
@@ -106,12 +107,14 @@ def main() -> int:
                     cv = result["aggregate"]["throughput_fps"]["cv"]
                     verdicts[name, condition][judged["verdict"]] += 1
                     cvs[name, condition].append(cv)
+                    median_fps = result["aggregate"]["throughput_fps"]["median"]
+                    medians[name, condition].append(median_fps)
                     if not busy and judged["verdict"] != "stable" and _measured_cause(result):
                         explained[name] += 1
                     reason = judged["reasons"][0] if judged["reasons"] else ""
                     print(
                         f"{name:<9} {index + 1:>3} {condition:<5} {judged['verdict']:<9} "
-                        f"{cv:>6.1%} {_share(result, 'other_fraction'):>6.0%} "
+                        f"{median_fps:>10.1f} {cv:>6.1%} {_share(result, 'other_fraction'):>6.0%} "
                         f"{_share(result, 'steal_fraction'):>6.0%}  {reason[:110]}",
                         flush=True,
                     )
@@ -126,6 +129,13 @@ def main() -> int:
         print(
             f"{name}: quiet {dict(quiet)}, median CV {statistics.median(cvs[name, 'quiet']):.1%}; "
             f"busy {dict(busy)}, median CV {statistics.median(cvs[name, 'busy']):.1%}"
+        )
+        quiet_medians = medians[name, "quiet"]
+        between = statistics.stdev(quiet_medians) / statistics.mean(quiet_medians)
+        print(
+            f"{name}: the quiet jobs' median throughputs vary {between:.1%} (CV) from job to "
+            f"job ({min(quiet_medians):.1f} to {max(quiet_medians):.1f} FPS): what a job's "
+            "verdict must stand for"
         )
         print(
             f"{name}: busy flagged {args.jobs - busy_missed}/{args.jobs} (target {args.jobs}/"
