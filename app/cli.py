@@ -187,6 +187,14 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         f"Default: {HostGuardRules().wait_s:g}.",
     )
     add(
+        "--guard-sample-s",
+        dest="guard_sample_s",
+        type=float,
+        default=HostGuardRules().sample_s,
+        help="How long to sample the host's CPU before the run (reading and compiling count "
+        f"towards it; 0: no host guard). Default: {HostGuardRules().sample_s:g}.",
+    )
+    add(
         "--from-result",
         dest="from_result",
         type=Path,
@@ -218,10 +226,10 @@ def _given_options(argv: Sequence[str], prog: str) -> set[str]:
 def _spec_from_args(
     args: argparse.Namespace, parser: argparse.ArgumentParser, given: set[str]
 ) -> BenchmarkSpec:
-    guard = HostGuardRules(wait_s=args.guard_wait_s)
+    guard = HostGuardRules(wait_s=args.guard_wait_s, sample_s=args.guard_sample_s)
     if args.from_result is not None:
         overrides = {name: getattr(args, name) for name in _SPEC_OPTIONS if name in given}
-        if "guard_wait_s" in given:
+        if given & {"guard_wait_s", "guard_sample_s"}:
             overrides["guard"] = guard
         return cli_rerun.spec_from_result(
             cli_rerun.load_result(args.from_result), overrides, args.model, args.inputs

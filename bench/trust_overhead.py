@@ -26,10 +26,10 @@ from _service import sample_model
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _throughput(checkout: Path, xml: Path, duration_s: float) -> float:
+def _throughput(checkout: Path, xml: Path, duration_s: float, extra: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     command = [sys.executable, "-m", "app.cli", "run", "-m", str(xml), "-api", "async"]
-    command += ["-t", str(duration_s), "--json"]
+    command += ["-t", str(duration_s), "--json", *extra]
     done = subprocess.run(
         command, cwd=checkout, env=env, capture_output=True, text=True, check=True
     )
@@ -43,7 +43,13 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--duration-s", type=float, default=3)
     parser.add_argument("--before", default="ae2905f")
+    parser.add_argument(
+        "--after-args",
+        default="",
+        help="Extra options for the after side, e.g. '--guard-sample-s 0' (no host guard)",
+    )
     args = parser.parse_args()
+    extra = args.after_args.split()
     xml = sample_model("tiny_cnn")
     before = Path(tempfile.mkdtemp(prefix="ovbench-before-")) / "checkout"
     subprocess.run(
@@ -53,15 +59,18 @@ def main() -> int:
     )
     ratios = []
     try:
-        print(f"before: {args.before} ({before}); after: this checkout ({REPO})")
+        print(
+            f"before: {args.before} ({before}); after: this checkout ({REPO}) "
+            f"{args.after_args}".rstrip()
+        )
         print(f"{'pair':>4} {'before fps':>11} {'after fps':>11} {'after/before':>13}")
         for pair in range(1, args.pairs + 1):
             if pair % 2:
-                old = _throughput(before, xml, args.duration_s)
-                new = _throughput(REPO, xml, args.duration_s)
+                old = _throughput(before, xml, args.duration_s, [])
+                new = _throughput(REPO, xml, args.duration_s, extra)
             else:
-                new = _throughput(REPO, xml, args.duration_s)
-                old = _throughput(before, xml, args.duration_s)
+                new = _throughput(REPO, xml, args.duration_s, extra)
+                old = _throughput(before, xml, args.duration_s, [])
             ratios.append(new / old)
             print(f"{pair:>4} {old:>11.1f} {new:>11.1f} {new / old:>13.3f}", flush=True)
     finally:
