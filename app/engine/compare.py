@@ -352,6 +352,12 @@ def compare(
         for side, judged in (("baseline", baseline.stability), ("candidate", candidate.stability))
         if judged is not None and judged.verdict != "stable"
     ]
+    if not any(m.ci_low is not None for m in metrics if m.metric in HEADLINE_METRICS):
+        notes.append(
+            "No interval backs the verdict: it compares two single figures against the "
+            f"{threshold:.0%} threshold, whatever the noise. Run both with repeats of 3 or more "
+            "(or long enough for 3 steady seconds) for a verdict that accounts for it."
+        )
     return Comparison(
         threshold=threshold,
         verdict=_overall(metrics),

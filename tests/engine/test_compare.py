@@ -218,6 +218,16 @@ def test_a_side_judged_unstable_is_noted() -> None:
     assert compare(result(BASE_FPS), result(BASE_FPS)).notes == []
 
 
+def test_a_verdict_with_no_interval_behind_it_says_so() -> None:
+    """Two-second single runs: no repeats, no steady seconds, so the verdict compares two
+    figures and a note says that noise is not accounted for."""
+    comparison = compare(result(seconds=[19.0, 19.0]), result(seconds=[18.0, 18.0]))
+    assert metric(comparison, "throughput_fps").ci_low is None
+    assert comparison.verdict == "regressed"
+    assert comparison.notes[-1].startswith("No interval backs the verdict")
+    assert "repeats of 3 or more" in comparison.notes[-1]
+
+
 def test_the_bootstrap_is_seeded() -> None:
     base, cand = [1.0, 1.1, 0.9, 1.05], [1.2, 1.0, 1.1, 0.95]
     assert bootstrap_ratio(base, cand, np.median) == bootstrap_ratio(base, cand, np.median)
