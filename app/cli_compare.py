@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.cli_rerun import read_json
 from app.engine.compare import Comparison, compare
 from app.engine.spec import BenchmarkResult
 
@@ -55,12 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def load_saved(path: Path) -> BenchmarkResult:
     """A result from a file: a BenchmarkResult, or a job (its `result`)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CompareError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise CompareError(f"{path} is not JSON: {exc}") from exc
+    data = read_json(path, CompareError)
     if isinstance(data, dict) and "throughput_fps" not in data and "result" in data:
         if not isinstance(data["result"], dict):
             raise CompareError(f"{path} is a job with no result (status {data.get('status')})")

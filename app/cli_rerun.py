@@ -26,14 +26,19 @@ class FromResultError(ValueError):
     """The saved result cannot be rerun as it is; the message says what to give instead."""
 
 
+def read_json(path: Path, error: type[Exception]) -> Any:
+    """The JSON in a file the user named; `error` with what went wrong (unreadable, not JSON)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise error(f"{path} is not JSON: {exc}") from exc
+
+
 def load_result(path: Path) -> dict[str, Any]:
     """The result JSON in `path` (a BenchmarkResult, or a job whose `result` it is)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FromResultError(f"Cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise FromResultError(f"{path} is not JSON: {exc}") from exc
+    data = read_json(path, FromResultError)
     if isinstance(data, dict) and "provenance" not in data and isinstance(data.get("result"), dict):
         data = data["result"]
     if not isinstance(data, dict) or not isinstance(data.get("provenance"), dict):

@@ -32,6 +32,18 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+def running_settings(tmp_path: Path, default_duration_s: dict[str, float]) -> Settings:
+    """Settings for tests that run real jobs: short device default durations (the jobs that
+    give no niter run them) and room in the queue."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+        max_queue=20,
+        default_duration_s=default_duration_s,
+        run_lock_path=tmp_path / "run.lock",  # never the host's lock
+    )
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)

@@ -15,7 +15,7 @@ from app.engine.compare import Comparison
 from app.settings import Settings
 from app.store import Store
 from app.worker.worker import Worker
-from tests.api.conftest import MAX_UPLOAD_BYTES, assert_error, model_files
+from tests.api.conftest import assert_error, model_files, running_settings
 from tests.factories import write_dynamic_model
 
 METRICS = [
@@ -37,13 +37,7 @@ VERDICTS = ("improved", "regressed", "no_change")
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        max_upload_bytes=MAX_UPLOAD_BYTES,
-        max_queue=20,
-        default_duration_s={"CPU": 1.0, "UNKNOWN": 1.0},
-        run_lock_path=tmp_path / "run.lock",  # never the host's lock
-    )
+    return running_settings(tmp_path, {"CPU": 1.0, "UNKNOWN": 1.0})
 
 
 def submit(client: TestClient, **params: Any) -> str:

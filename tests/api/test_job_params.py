@@ -14,7 +14,7 @@ from app.engine.spec import BenchmarkResult
 from app.settings import Settings
 from app.store import Store
 from app.worker.worker import Worker
-from tests.api.conftest import MAX_UPLOAD_BYTES, assert_error, image_files, model_files
+from tests.api.conftest import assert_error, image_files, model_files, running_settings
 from tests.factories import write_dynamic_model, write_two_input_model
 
 DURATIONS_S = {"CPU": 1.0, "UNKNOWN": 1.5}
@@ -24,13 +24,7 @@ CLI_FLAG = re.compile(r"(?<![\w-])-(shape|data_shape|layout|b|nireq|nstreams|nit
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Short device default durations (real runs below use them) and room in the queue."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        max_upload_bytes=MAX_UPLOAD_BYTES,
-        max_queue=20,
-        default_duration_s=DURATIONS_S,
-        run_lock_path=tmp_path / "run.lock",  # never the host's lock
-    )
+    return running_settings(tmp_path, DURATIONS_S)
 
 
 def _upload(client: TestClient, xml: Path) -> dict[str, Any]:

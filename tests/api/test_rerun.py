@@ -15,7 +15,7 @@ from app.engine.spec import BenchmarkResult
 from app.settings import Settings
 from app.store import Store
 from app.worker.worker import Worker
-from tests.api.conftest import MAX_UPLOAD_BYTES, assert_error, model_files
+from tests.api.conftest import assert_error, model_files, running_settings
 from tests.factories import write_dynamic_model
 
 DURATIONS_S = {"CPU": 1.0, "UNKNOWN": 1.0}
@@ -24,13 +24,7 @@ DURATIONS_S = {"CPU": 1.0, "UNKNOWN": 1.0}
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """A 1 s default run (the jobs below that give no niter run it) and room in the queue."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        max_upload_bytes=MAX_UPLOAD_BYTES,
-        max_queue=20,
-        default_duration_s=DURATIONS_S,
-        run_lock_path=tmp_path / "run.lock",  # never the host's lock
-    )
+    return running_settings(tmp_path, DURATIONS_S)
 
 
 def submit(client: TestClient, **params: Any) -> dict[str, Any]:

@@ -234,3 +234,10 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def uploaded_model_id(server: Server, xml: Path) -> str:
+    """Upload the model at `xml` (and its .bin) to `server`; its id (200 or 201)."""
+    response = server.upload_model(xml)
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])

@@ -15,7 +15,7 @@ import pytest
 
 from app.engine.spec import BenchmarkResult
 from app.settings import Settings
-from tests.e2e.conftest import Server, pid_alive, wait_for
+from tests.e2e.conftest import Server, pid_alive, uploaded_model_id, wait_for
 from tests.factories import write_dynamic_model
 
 MAX_UPLOAD_BYTES = 256 * 1024
@@ -41,10 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def model_id(server: Server, e2e_files: tuple[Path, Path]) -> str:
-    response = server.upload_model(e2e_files[0])
-    assert response.status_code in (200, 201), response.text
-    model_id: str = response.json()["id"]
-    return model_id
+    return uploaded_model_id(server, e2e_files[0])
 
 
 def nice_of(pid: int) -> int:

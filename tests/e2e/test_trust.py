@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     group_alive,
     own_run_lock,
     run_until_exit,
+    uploaded_model_id,
     wait_for,
 )
 
@@ -43,10 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def model_id(server: Server, e2e_files: tuple[Path, Path]) -> str:
-    response = server.upload_model(e2e_files[0])
-    assert response.status_code in (200, 201), response.text
-    model_id: str = response.json()["id"]
-    return model_id
+    return uploaded_model_id(server, e2e_files[0])
 
 
 @pytest.fixture
