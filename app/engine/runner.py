@@ -3,6 +3,12 @@
 read model -> resolve shapes/layouts (reshape) -> pre-processing -> compile -> read back the
 effective configuration -> create requests and fill inputs -> one warm-up inference (reported,
 not counted) -> the sync or async loop -> statistics.
+
+Around benchmark_app's steps, outside the measured loops: the warm-up inference's outputs are
+checked (`outputs`), the host guard samples the host from the start of the job and waits for a
+quiet one (`host_guard`), `repeats` loops run back to back on the one compiled model
+(`measure`) while a recorder reads the CPU frequency and temperature once a second, and the
+runs are summed up (`aggregate`, `steady`, `verdict`) with the provenance of the whole.
 """
 
 from __future__ import annotations
@@ -317,7 +323,7 @@ def run_benchmark(
             for request, arrays in zip(requests, per_request, strict=True):
                 set_request_inputs(request, arrays, dynamic)
             first_ms, first_id = loops.first_inference_async(queue)
-            checked = queue[first_id]
+            checked = queue[first_id]  # a fresh queue's first idle request: 0, the first batch
         logger.info("First inference took %.2f ms", first_ms)
         checked_outputs, output_warns = outputs.check(
             checked, compiled.outputs, files.expected, spec.rtol, spec.atol
