@@ -95,7 +95,8 @@ def test_split_refuses_a_bad_list_naming_the_setting_and_the_part() -> None:
     assert "OVBENCH_SERVICE_CPUS" in message, message  # serve logs it alone: name the setting
 
 
-def test_split_defaults_to_the_cpus_this_thread_may_use() -> None:
+def _two_cpus_or_more() -> frozenset[int]:
+    """The CPUs this process may use; fails (not skips) the test on a 1-CPU host."""
     available = frozenset(os.sched_getaffinity(0))
     if len(available) < 2:
         pytest.fail(
@@ -103,6 +104,11 @@ def test_split_defaults_to_the_cpus_this_thread_may_use() -> None:
             f"{sorted(available)} (os.sched_getaffinity)",
             pytrace=False,
         )
+    return available
+
+
+def test_split_defaults_to_the_cpus_this_thread_may_use() -> None:
+    available = _two_cpus_or_more()
     first = min(available)
     assert split(str(first)) == CpuSplit(service=frozenset({first}), run=available - {first})
     with pytest.raises(ValueError, match="leaves no CPU for the benchmark"):
@@ -117,13 +123,7 @@ def test_handed_down_takes_the_parents_lists_as_given() -> None:
 
 
 def test_handed_down_without_a_run_list_works_the_split_out_here() -> None:
-    available = frozenset(os.sched_getaffinity(0))
-    if len(available) < 2:
-        pytest.fail(
-            f"This test needs a process allowed 2 CPUs or more; this one may use "
-            f"{sorted(available)} (os.sched_getaffinity)",
-            pytrace=False,
-        )
+    available = _two_cpus_or_more()
     first = min(available)
     assert handed_down(str(first), "") == split(str(first))
     assert handed_down(str(first), "  ") == CpuSplit(
