@@ -27,10 +27,6 @@ class MeasuredRun:
     figures: RunFigures
     cancelled: bool
 
-    @property
-    def throughput_fps(self) -> float:
-        return self.figures.throughput_fps
-
 
 @dataclass
 class MeasurePlan:

@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import os
 import platform
-import socket
 import threading
 import time
 from importlib import metadata
@@ -32,6 +31,7 @@ from app.engine import (
     cpu_usage,
     devices,
     host_guard,
+    host_probe,
     inputs,
     loops,
     measure,
@@ -48,6 +48,7 @@ from app.engine.errors import (
     InferenceError,
     openvino_message,
 )
+from app.engine.integrity import HostProvenance
 from app.engine.spec import (
     BenchmarkResult,
     BenchmarkSpec,
@@ -115,21 +116,14 @@ def start_line(api: str, niter: int | None, duration_s: float | None, nireq: int
     return f"Start inference {api}hronously ({', '.join(limits)})"
 
 
-def host_facts() -> dict[str, str | int]:
-    """The host as a result records it: name, CPU, logical CPUs, OS, Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+def host_facts(host: HostProvenance | None = None) -> dict[str, str | int]:
+    """The host as a result records it: name, CPU, logical CPUs, OS, Python; from `host` (a
+    run's provenance, already probed) or probed now."""
+    host = host or host_probe.probe_host()
     return {
-        "hostname": socket.gethostname(),
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count() or 0,
+        "hostname": host.hostname,
+        "cpu": host.cpu_model,
+        "logical_cpus": host.logical_cpus,
         "os": platform.platform(),
         "python": platform.python_version(),
     }
@@ -399,7 +393,7 @@ def run_benchmark(
         timeline=shown.timeline,
         perf_counters=perf,
         warnings=warns,
-        host=host_facts(),
+        host=host_facts(origin.host),
         cpu_usage=shown.cpu_usage,
         energy=shown.energy,
         runs=figures,

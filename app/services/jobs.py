@@ -234,13 +234,7 @@ def rerun_params(original: JobRow, settings: Settings) -> dict[str, Any]:
     its routing as submitted."""
     provenance = (original.result or {}).get("provenance") or {}
     recorded = (provenance.get("job") or {}).get("resolved")
-    resolved = (
-        recorded
-        or job_provenance(
-            {"model_id": original.model_id, "dataset_id": original.dataset_id, **original.params},
-            settings.default_duration_s,
-        )["resolved"]
-    )
+    resolved = recorded or job_provenance(original.params, settings.default_duration_s)["resolved"]
     params = {k: v for k, v in resolved.items() if v is not None and v != []}
     params.update({k: original.params[k] for k in _ROUTING_FIELDS if k in original.params})
     return params
