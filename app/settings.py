@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         default=1000, ge=1, description="Queued jobs beyond which POST /jobs is 503"
     )
+    sweep_max_points: int = Field(
+        default=256, ge=1, description="Points beyond which POST /sweeps is refused (422)"
+    )
+    sweep_max_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Estimated measuring time (points x duration x repeats) beyond which "
+        "POST /sweeps is refused (422)",
+    )
     default_duration_s: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_DURATION_S),
         description="Run length per device type when a job gives neither niter nor duration_s (JSON)",

@@ -88,6 +88,7 @@ def job_read(
         params=row.params,
         resolved_params=resolved_params(row, default_duration_s),
         rerun_of=row.rerun_of,
+        sweep_id=row.sweep_id,
         queue_position=queue_position,
         progress=ProgressRead(
             fraction=row.progress_fraction,

@@ -59,6 +59,14 @@ class StoreCollector(Collector):
             "ovbench_worker_up", "1 while the worker heartbeat is fresh", value=int(alive)
         )
 
+        sweeps = GaugeMetricFamily(
+            "ovbench_sweeps", "Sweeps in the store by status", labels=["status"]
+        )
+        sweep_counts = self.store.sweeps.count_by_status()
+        for status in JOB_STATUSES:
+            sweeps.add_metric([status], sweep_counts.get(status, 0))
+        yield sweeps
+
         yield from self._hosts()
 
         cumulative, count, total = self.store.job_stats.run_durations(DURATION_BUCKETS_S)

@@ -251,6 +251,9 @@ class JobRead(BaseModel):
     rerun_of: str | None = Field(
         default=None, description="The job this one reruns (POST /jobs/{id}/rerun)"
     )
+    sweep_id: str | None = Field(
+        default=None, description="The sweep this job is a point of (POST /sweeps)"
+    )
     queue_position: int | None = Field(description="1 = next to run; null unless queued")
     progress: ProgressRead
     result: dict[str, Any] | None = Field(

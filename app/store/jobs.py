@@ -7,7 +7,7 @@ claim, a cancel and a finish can never overwrite each other.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -28,11 +28,57 @@ from app.store.tables import (
 logger = logging.getLogger(__name__)
 
 
+def queued_job_row(
+    params: dict[str, Any],
+    host: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    rerun_of: str | None = None,
+    sweep_id: str | None = None,
+) -> JobRow:
+    """A new job as it is queued (the caller adds it to its session)."""
+    return JobRow(
+        id=new_id(),
+        status="queued",
+        params=params,
+        model_id=params["model_id"],
+        dataset_id=params.get("dataset_id"),
+        device=params["device"],
+        api=params["api"],
+        created_at=utcnow(),
+        progress_fraction=0.0,
+        progress_iterations=0,
+        progress_elapsed_s=0.0,
+        cancel_requested=False,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        host=host,
+        rerun_of=rerun_of,
+        sweep_id=sweep_id,
+    )
+
+
 class Jobs:
-    """The job queue and every job's state, results and the figures /metrics reads."""
+    """The job queue and every job's state, results and the figures /metrics reads.
+
+    `on_sweep_child_ended(sweep_id)` is called after a job of a sweep ended, whichever
+    process ended it (the Store wires it to `Sweeps.advance`).
+    """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.session = sessions
+        self.on_sweep_child_ended: Callable[[str], object] | None = None
+
+    def _ended(self, job_id: str, sweep_id: str | None = None, look_up: bool = False) -> None:
+        """A job ended: let its sweep decide what runs next (never fails the caller)."""
+        try:
+            if look_up:
+                with self.session() as s:
+                    sweep_id = s.scalar(select(JobRow.sweep_id).where(JobRow.id == job_id))
+            if sweep_id is not None and self.on_sweep_child_ended is not None:
+                self.on_sweep_child_ended(sweep_id)
+        except Exception:
+            logger.exception("job %s ended, but advancing its sweep %s failed", job_id, sweep_id)
 
     # ------------------------------------------------------------------ jobs
     def create(self, params: dict[str, Any], max_queue: int) -> JobRow:
@@ -115,24 +161,7 @@ class Jobs:
                     f"The queue is full ({max_queue} jobs waiting); retry later",
                     details={"max_queue": max_queue},
                 )
-            row = JobRow(
-                id=new_id(),
-                status="queued",
-                params=params,
-                model_id=model_id,
-                dataset_id=dataset_id,
-                device=params["device"],
-                api=params["api"],
-                created_at=utcnow(),
-                progress_fraction=0.0,
-                progress_iterations=0,
-                progress_elapsed_s=0.0,
-                cancel_requested=False,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                host=host,
-                rerun_of=rerun_of,
-            )
+            row = queued_job_row(params, host, idempotency_key, request_hash, rerun_of)
             s.add(row)
             s.commit()
         logger.info(
@@ -244,6 +273,7 @@ class Jobs:
             if done.rowcount == 1:  # type: ignore[attr-defined]
                 s.commit()
                 logger.info("job %s cancelled while queued", job_id)
+                self._ended(job_id, look_up=True)
                 return self.get(job_id)
             flagged = s.execute(
                 update(JobRow)
@@ -262,7 +292,17 @@ class Jobs:
         )
 
     def delete(self, job_id: str) -> None:
+        """Delete a finished job; 409 while it runs, or when it is a point of a sweep (delete
+        the sweep: the job is a row of its table)."""
         with self.session() as s:
+            sweep_id = s.scalar(select(JobRow.sweep_id).where(JobRow.id == job_id))
+            if sweep_id is not None:
+                raise ConflictError(
+                    f"Job {job_id!r} is a point of sweep {sweep_id!r}; delete the sweep "
+                    f"(DELETE /sweeps/{sweep_id}) to remove it with its other points",
+                    code="job_in_sweep",
+                    details={"sweep_id": sweep_id},
+                )
             done = s.execute(
                 delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(FINISHED_STATUSES))
             )
@@ -373,7 +413,9 @@ class Jobs:
         if host is not None:
             conditions.append(JobRow.host == host)
         with self.session() as s:
-            started = s.scalar(select(JobRow.started_at).where(JobRow.id == job_id))
+            started, sweep_id = s.execute(
+                select(JobRow.started_at, JobRow.sweep_id).where(JobRow.id == job_id)
+            ).one_or_none() or (None, None)
             run_s = (now - started).total_seconds() if started is not None else None
             done = s.execute(
                 update(JobRow)
@@ -381,7 +423,10 @@ class Jobs:
                 .values(status=status, finished_at=now, run_duration_s=run_s, **values)
             )
             s.commit()
-        return done.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        ended: bool = done.rowcount == 1  # type: ignore[attr-defined]
+        if ended:
+            self._ended(job_id, sweep_id)
+        return ended
 
     def finish_succeeded(
         self, job_id: str, result: dict[str, Any], host: str | None = None
@@ -459,6 +504,7 @@ class Jobs:
             s.commit()
         if done.rowcount == 1:  # type: ignore[attr-defined]
             logger.info("job %s failed while queued [%s]: %s", job_id, code, message)
+            self._ended(job_id, look_up=True)
             return True
         return False
 

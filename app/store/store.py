@@ -4,7 +4,7 @@ One data dir: the database (SQLAlchemy + Alembic: the SQLite file `ovbench.db` i
 dir, or the one `database_url` names, e.g. PostgreSQL) and the content-addressed files, with
 one repository per aggregate: `catalog` (models, datasets and their files, catalog.py),
 `jobs` (the queue and every job's state, jobs.py; `job_stats`, its figures for /metrics,
-job_stats.py), `workers` (the local worker slot and its devices, workers.py) and `hosts`
+job_stats.py), `sweeps` (grids of jobs, sweeps.py), `workers` (the local worker slot and its devices, workers.py) and `hosts`
 (fleet mode's device hosts, hosts.py).
 """
 
@@ -26,6 +26,7 @@ from app.store.database import PLACEMENT_LOCK_KEY, SERVE_LOCK_KEY, make_engine, 
 from app.store.hosts import Hosts
 from app.store.job_stats import JobStats
 from app.store.jobs import Jobs
+from app.store.sweeps import Sweeps
 from app.store.workers import Workers
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Store:
         self._lock_connection: Connection | None = None
         self.catalog = Catalog(self._sessions, self.blobs)
         self.jobs = Jobs(self._sessions)
+        self.sweeps = Sweeps(self._sessions)
+        self.jobs.on_sweep_child_ended = self.sweeps.advance
         self.job_stats = JobStats(self._sessions)
         self.hosts = Hosts(self._sessions)
         self.workers = Workers(self._sessions)

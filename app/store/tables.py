@@ -148,6 +148,31 @@ class JobRow(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64))
     # POST /jobs/{id}/rerun: the job this one repeats with the same resolved parameters.
     rerun_of: Mapped[str | None] = mapped_column(String(32))
+    # The sweep this job is a point of (POST /sweeps), deleted with it.
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class SweepRow(Base):
+    """A sweep: a grid of run options over one model, run as child jobs (`jobs.sweep_id`).
+
+    `points` holds each point's values, its job parameters, its host, its job id once queued
+    and its skip reason once skipped; `revision` makes every change of it one conditional
+    UPDATE, so two processes advancing the sweep at once never queue a point twice.
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    model_id: Mapped[str] = mapped_column(String(32), index=True)
+    dataset_id: Mapped[str | None] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    points: Mapped[list[Any]] = mapped_column(JSON)
+    points_total: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DeviceRow(Base):

@@ -108,7 +108,7 @@ def _answer(store: Store, submitted: Submitted, response: Response, settings: Se
     return _job_reads(store, [submitted.job], settings)[0]
 
 
-async def _read_json(request: Request) -> Any:
+async def read_json_body(request: Request) -> Any:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -188,7 +188,7 @@ async def create_job(
                 "multipart/form-data",
                 details={"content_type": content_type},
             )
-        data = await _read_json(request)
+        data = await read_json_body(request)
         # placed (device checked) by submit_job
         job = await run_in_threadpool(validate_job, data, store, settings, None)
         submitted = await run_in_threadpool(
