@@ -338,6 +338,7 @@ _COMMANDS = {
     "agent": "Run a fleet API's jobs on this device host (README: Fleet).",
     "devices": "List the devices OpenVINO sees on this host.",
     "compare": "Compare two results (saved files, or job ids on a server).",
+    "sweep": "Benchmark a grid of run options here; the best point under constraints.",
     "make-models": "Write the sample models (ResNet-50, MobileNetV2, tiny CNN, a dynamic one) and images.",
 }
 
@@ -365,6 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.cli_compare import compare_main
 
         return compare_main(rest)
+    if command == "sweep":
+        from app.cli_sweep import sweep_main
+
+        return sweep_main(rest)
     if command == "agent":
         from app.agent.__main__ import main as agent_main
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -22,6 +23,7 @@ from app.api.sweep_schemas import SweepCreate
 from app.dispatch import Dispatcher, LocalDispatcher
 from app.engine.spec import BenchmarkResult
 from app.errors import error_body, install_error_handlers
+from app.services.sweeps import advance as advance_sweep
 from app.settings import Settings
 from app.store import Store
 
@@ -51,6 +53,9 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.dispatcher = dispatcher
+    # A sweep's next points, queued as its jobs end here (fleet: agents' reports), go to the
+    # dispatcher at once (the store's own hook, in the worker, only queues them).
+    store.jobs.on_sweep_child_ended = functools.partial(advance_sweep, store, dispatcher)
     app.state.job_json = FinishedJobJson()
     # Fleet mode: the API shares no CPUs with a benchmark (agents run them elsewhere).
     app.state.cpu_budget = (

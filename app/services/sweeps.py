@@ -152,6 +152,9 @@ def create_sweep(
 ) -> tuple[SweepRow, SweepEstimate]:
     """POST /sweeps: check, estimate, limit, then store the sweep and queue its first points."""
     sweep = _parse(data)
+    store.catalog.get_model(sweep.model_id)  # 404 model_not_found before any other check
+    if sweep.dataset_id is not None:
+        store.catalog.get_dataset(sweep.dataset_id)
     axes = sweep.grid.axes()
     _check_grid(sweep, axes, settings)
     points = _point_params(sweep, axes, store, settings, dispatcher)
