@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ConflictError, NotFoundError
 from app.store.blobs import BlobStore
-from app.store.tables import ACTIVE_STATUSES, DatasetRow, JobRow, ModelRow
+from app.store.tables import ACTIVE_STATUSES, DatasetRow, JobRow, ModelRow, SweepRow
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Catalog:
             if row is None:
                 raise NotFoundError(f"No model with id {model_id!r}", code="model_not_found")
             self._refuse_if_used(s, JobRow.model_id == model_id, f"model {model_id!r}")
+            self._refuse_if_swept(s, SweepRow.model_id == model_id, f"model {model_id!r}")
             s.delete(row)
             s.commit()
         self.blobs.remove_dir(self.blobs.model_dir(model_id))
@@ -101,6 +102,7 @@ class Catalog:
             if row is None:
                 raise NotFoundError(f"No dataset with id {dataset_id!r}", code="dataset_not_found")
             self._refuse_if_used(s, JobRow.dataset_id == dataset_id, f"dataset {dataset_id!r}")
+            self._refuse_if_swept(s, SweepRow.dataset_id == dataset_id, f"dataset {dataset_id!r}")
             s.delete(row)
             s.commit()
         self.blobs.remove_dir(self.blobs.dataset_dir(dataset_id))
@@ -121,6 +123,19 @@ class Catalog:
                 f"The {what} is used by a queued or running job; cancel it or wait for it to finish",
                 code="in_use",
                 details={"job_ids": list(in_use)},
+            )
+
+    def _refuse_if_swept(self, s: Session, condition: Any, what: str) -> None:
+        """409 while an active sweep will queue more points with it."""
+        active = s.scalars(
+            select(SweepRow.id).where(condition, SweepRow.status.in_(ACTIVE_STATUSES)).limit(5)
+        ).all()
+        if active:
+            raise ConflictError(
+                f"The {what} is used by a sweep that is still running; cancel it or wait for "
+                "it to finish",
+                code="in_use",
+                details={"sweep_ids": list(active)},
             )
 
     def release_blobs(self, shas: Iterable[str]) -> None:
