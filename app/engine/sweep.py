@@ -206,7 +206,9 @@ def _neighbour(
 
 
 def _first_of_chain(points: Sequence[PointState], point: PointState) -> PointState:
-    """The point of the same nireq chain with the fewest requests."""
+    """The point of the same nireq chain with the fewest requests (itself without nireq)."""
+    if "nireq" not in point.values:
+        return point
     first = point
     while (before := _neighbour(points, first, "nireq", 1)) is not None:
         first = before
