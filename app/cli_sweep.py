@@ -10,9 +10,10 @@ same engine as `ovbench run`; prints a table and the best point (`--json`: the s
 - **The loop.** `app.engine.sweep.decide` says which points run next and which it skips
   (`--strategy search`); each point is one `run_benchmark`, its figures read by `figures_of`,
   and `summarize` names the best one under the constraints.
-- **Output.** `[ INFO ]` lines as `ovbench run` prints them (one before and one after each
-  point; the engine's warnings once each), then the table, the best point (or the closest, with
-  a warning), the notes and the wall time. With `--json` stdout holds only the JSON: grid,
+- **Output.** Points are numbered from 0, as the service numbers them. `[ INFO ]` lines as
+  `ovbench run` prints them (one before and one after each point; the engine's warnings once
+  each), then the table, the best point (or the closest, with a warning), the notes and the
+  wall time. With `--json` stdout holds only the JSON: grid,
   base (the options given, under BenchmarkSpec's names, plus api async when the sweep chose
   it), strategy, objective, constraints, min_gain, status, points, summary, wall_time_s.
 - **Exit status.** 0 when a point succeeded (even if none meets the constraints), 1 when none
@@ -217,7 +218,7 @@ def _checked_grid(
             )
         grid[axis] = values
     return {
-        axis: sorted(grid[axis]) if axis in NUMERIC_AXES else grid[axis]  # type: ignore[type-var]
+        axis: sorted(grid[axis], key=int) if axis in NUMERIC_AXES else grid[axis]
         for axis in SWEEP_AXES
         if axis in grid
     }
@@ -280,7 +281,8 @@ def _run_points(
     total = len(points)
 
     def say(level: str, point: PointState, text: str) -> None:
-        print(f"[ {level} ] Point #{point.index}/{total} {label(point.values)}: {text}", file=out)
+        where = f"#{point.index} ({point.index + 1} of {total}) {label(point.values)}"
+        print(f"[ {level} ] Point {where}: {text}", file=out)
         out.flush()
 
     try:
@@ -369,6 +371,7 @@ def _print_text(
     summary: SweepSummary,
     points: Sequence[PointState],
     wall_time_s: float,
+    interrupted: bool,
 ) -> None:
     for line in _table(rows, axes):
         print(line)
@@ -376,7 +379,7 @@ def _print_text(
         print(f"[ INFO ] {summary.message}")
     elif summary.closest is not None:
         print(f"[ WARNING ] {summary.message}")
-    else:
+    elif not interrupted:  # interrupted: the points were cancelled, not failed
         print(f"[ ERROR ] {summary.message}", file=sys.stderr)
     if summary.pareto:
         front = ", ".join(f"#{index}" for index in summary.pareto)
@@ -414,7 +417,8 @@ def sweep_main(argv: Sequence[str]) -> int:
     constraints = SweepConstraints(
         **{field: getattr(args, dest) for dest, (field, _) in _CONSTRAINTS.items()}
     )
-    points = [PointState(i, values) for i, values in enumerate(expand(grid), start=1)]
+    # 0-based, as the service numbers a sweep's points (and the summary's `#i` names them)
+    points = [PointState(i, values) for i, values in enumerate(expand(grid))]
     try:
         base = BenchmarkSpec(
             model_path=args.model,
@@ -479,7 +483,7 @@ def sweep_main(argv: Sequence[str]) -> int:
         }
         print(json.dumps(payload, indent=2))
     else:
-        _print_text(rows, list(grid), summary, points, wall_time_s)
+        _print_text(rows, list(grid), summary, points, wall_time_s, interrupted)
     if interrupted:
         return 130
     return 0 if any(p.status == "succeeded" for p in points) else 1

@@ -55,7 +55,10 @@ class SweepGrid(BaseModel):
 class SweepCreate(JobCreate):
     """A sweep: JobCreate's fields as the base of every point, and the grid that varies them."""
 
-    grid: SweepGrid = Field(description='e.g. {"nireq": [1, 2, 4], "nstreams": [1, 2]}')
+    grid: SweepGrid = Field(
+        description='e.g. {"nireq": [1, 2, 4], "nstreams": [1, 2]}; sweeping nireq makes api '
+        "async unless api is given (sync runs one request: 422) or swept"
+    )
     strategy: Strategy = Field(
         default="grid",
         description="grid: every point; search: skip points that cannot win (each skip says why)",

@@ -67,6 +67,15 @@ def _check_grid(sweep: SweepCreate, axes: dict[str, list[Any]], settings: Settin
             'values, e.g. {"nireq": [1, 2, 4]}',
             code="empty_grid",
         )
+    if "nireq" in axes and "api" not in axes and sweep.api == "sync":
+        if "api" in sweep.model_fields_set:
+            raise ValidationError(
+                "nireq is swept, but api sync runs one request at a time, so every nireq "
+                'would be the same run; use "api": "async", or sweep api too',
+                code="conflicting_fields",
+                details={"fields": ["api", "grid.nireq"]},
+            )
+        sweep.api = "async"  # what sweeping nireq means (the sync default would ignore it)
     count = math.prod(len(values) for values in axes.values())
     if count > settings.sweep_max_points:
         raise ValidationError(
