@@ -281,7 +281,7 @@ def test_no_point_succeeding_exits_1(tiny_model: Path, capsys: pytest.CaptureFix
 
     assert code == 1
     assert [row[2] for row in _table_rows(out)] == ["failed", "failed"]
-    assert "[ ERROR ] No point succeeded: see each point's error" in err
+    assert "[ ERROR ] No point succeeded: 2 failed (see each point's error)" in err
 
 
 @pytest.mark.parametrize(

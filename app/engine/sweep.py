@@ -399,6 +399,15 @@ def _bounds_text(constraints: SweepConstraints) -> str:
     return " and ".join(parts)
 
 
+def _nothing_succeeded(points: Sequence[PointState]) -> str:
+    if any(p.status not in DECIDED for p in points):
+        return "No point has succeeded yet"
+    failed = sum(1 for p in points if p.status == "failed")
+    if failed:
+        return f"No point succeeded: {failed} failed (see each point's error)"
+    return "No point ran to the end: the sweep was cancelled"
+
+
 def summarize(
     points: Sequence[PointState], objective: Objective, constraints: SweepConstraints
 ) -> SweepSummary:
@@ -411,9 +420,7 @@ def summarize(
         return SweepSummary(
             best=None,
             closest=None,
-            message="No point has succeeded yet"
-            if any(p.status not in DECIDED for p in points)
-            else "No point succeeded: see each point's error",
+            message=_nothing_succeeded(points),
             pareto_metric=metric,
             pareto=front,
         )
