@@ -1,0 +1,44 @@
+"""A sweep in fleet mode: its points routed to one host, each next point of a search
+published as the agent reports the one before (the API's advance hands it to the broker)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import wait_for
+from tests.fleet.conftest import Fleet
+
+
+def test_a_search_sweep_runs_point_after_point_on_an_agent(fleet: Fleet, fleet_model: Path) -> None:
+    api = fleet.start_api()
+    fleet.start_agent("lab-a", api)
+    model_id = api.upload_model(fleet_model)
+    response = api.client.post(
+        "/sweeps",
+        json={
+            "model_id": model_id,
+            "niter": 20,
+            "grid": {"nireq": [1, 2, 4]},
+            "strategy": "search",
+            "min_gain": 0,  # every step up in nireq runs
+        },
+    )
+    assert response.status_code == 202, response.text
+    sweep_id = response.json()["id"]
+    assert [p["status"] for p in response.json()["points"]] == ["queued", "pending", "pending"]
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = api.client.get(f"/sweeps/{sweep_id}").json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    sweep = wait_for(finished, 60, f"sweep {sweep_id} to finish")
+    assert sweep["status"] == "succeeded", sweep
+    assert [p["status"] for p in sweep["points"]] == ["succeeded"] * 3
+    jobs = [api.job(p["job_id"]) for p in sweep["points"]]
+    assert {job["host"] for job in jobs} == {"lab-a"}
+    assert [job["result"]["config"]["nireq"] for job in jobs] == [1, 2, 4]
+    # one after another: each point was queued only once the one before had ended
+    for before, after in itertools.pairwise(jobs):
+        assert after["created_at"] >= before["finished_at"]
