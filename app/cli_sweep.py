@@ -40,20 +40,17 @@ from app.engine.sweep import (
     NUMERIC_AXES,
     SWEEP_AXES,
     Objective,
-    PointRead,
     PointState,
     Strategy,
     SweepConstraints,
-    SweepSummary,
     decide,
     expand,
     figures_of,
     label,
-    point_reads,
-    summarize,
     sweep_status,
     violations,
 )
+from app.engine.sweep_summary import PointRead, SweepSummary, point_reads, summarize
 
 PROG = "ovbench sweep"
 # Constraint flag's dest -> (SweepConstraints field, how the header line says it).

@@ -10,15 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas import DEVICE_PATTERN, PER_DEVICE_PATTERN, JobCreate
 from app.engine.spec import Api, Hint
-from app.engine.sweep import (
-    DEFAULT_MIN_GAIN,
-    Objective,
-    PointRead,
-    Strategy,
-    SweepConstraints,
-    SweepStatus,
-    SweepSummary,
-)
+from app.engine.sweep import DEFAULT_MIN_GAIN, Objective, Strategy, SweepConstraints, SweepStatus
+from app.engine.sweep_summary import PointRead, SweepSummary
 
 MAX_AXIS_VALUES = 64
 

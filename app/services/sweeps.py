@@ -23,14 +23,8 @@ from app.api.sweep_schemas import (
 )
 from app.dispatch import Dispatcher
 from app.engine.defaults import resolve_options
-from app.engine.sweep import (
-    SWEEP_AXES,
-    SweepConstraints,
-    expand,
-    label,
-    point_reads,
-    summarize,
-)
+from app.engine.sweep import SWEEP_AXES, SweepConstraints, expand, label
+from app.engine.sweep_summary import point_reads, summarize
 from app.errors import ValidationError, describe_validation, validation_details
 from app.services.jobs import validate_job
 from app.settings import Settings

@@ -20,14 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.engine.sweep import (
-    DECIDED,
-    PointState,
-    SweepConstraints,
-    decide,
-    figures_of,
-    sweep_status,
-)
+from app.engine.sweep import DECIDED, PointState, SweepConstraints, decide, figures_of, sweep_status
 from app.errors import ConflictError, NotFoundError, QueueFullError
 from app.store.jobs import queued_job_row
 from app.store.tables import JobRow, SweepRow, new_id, utcnow

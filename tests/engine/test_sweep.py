@@ -19,12 +19,10 @@ from app.engine.sweep import (
     expand,
     figures_of,
     label,
-    pareto_front,
-    pareto_metric,
-    summarize,
     sweep_status,
     violations,
 )
+from app.engine.sweep_summary import pareto_front, pareto_metric, summarize
 
 _UNSET: Any = object()
 
