@@ -13,7 +13,7 @@ guard's sample before the run, the outputs check, storing the result) apart, and
 machinery's own share: the wall time not spent inside any point's job (queueing, claiming,
 deciding the next point), as a share of the measured time (target under 10%).
 
-    .venv/bin/python bench/sweep_mobilenet.py [--duration-s 5] [--rounds 1]
+    .venv/bin/python bench/sweep_mobilenet.py [--duration-s 5] [--rounds 1] [--guard-sample-s S]
 
 `--rounds N` repeats sweeps 2 and 3 N times, alternating which runs first (grid, search,
 search, grid, ...), and prints the medians.
@@ -28,6 +28,9 @@ import time
 from typing import Any
 
 from _service import Service, sample_model
+
+from app.engine.sweep import PointFigures, PointState, SweepConstraints, decide
+from app.engine.sweep_summary import summarize
 
 GRID = {"nireq": [1, 2, 4], "nstreams": [1, 2], "batch": [1, 2]}
 
@@ -91,14 +94,54 @@ def _best(sweep: dict[str, Any]) -> int | None:
     return best
 
 
+def _replay_search(grid_sweep: dict[str, Any], bound_ms: float) -> tuple[int, int | None]:
+    """The search rules replayed on a grid sweep's own figures (no new runs): the points
+    search would have run, and the best it would have found. Tells the rules' misses from
+    the run-to-run noise between two sweeps."""
+    constraints = SweepConstraints(latency_p99_ms=bound_ms)
+    states = [PointState(p["index"], p["values"]) for p in grid_sweep["points"]]
+    rows = {p["index"]: p for p in grid_sweep["points"]}
+    while any(s.status == "pending" for s in states):
+        decision = decide(states, "search", constraints, grid_sweep["min_gain"])
+        for index, reason in decision.skip.items():
+            states[index].status, states[index].skip_reason = "skipped", reason
+        for index in decision.queue:
+            row = rows[index]
+            states[index].status = "succeeded"
+            states[index].figures = PointFigures(
+                throughput_fps=row["throughput_fps"],
+                latency_median_ms=row["latency_median_ms"],
+                latency_p90_ms=row["latency_p90_ms"],
+                latency_p95_ms=row["latency_p95_ms"],
+                latency_p99_ms=row["latency_p99_ms"],
+                verdict=row["verdict"],
+                measured_s=row["measured_s"],
+                setup_s=row["setup_s"],
+                nstreams=row["nstreams_used"],
+                nireq=row["nireq_used"],
+                batch_size=1,
+            )
+    ran = sum(1 for s in states if s.status == "succeeded")
+    return ran, summarize(states, "throughput_fps", constraints).best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration-s", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--guard-sample-s",
+        type=float,
+        help="OVBENCH_GUARD__SAMPLE_S for the service (default: the service's, 1 s; 0: no host "
+        "guard before each point)",
+    )
     args = parser.parse_args()
-    with Service() as svc:
+    env = (
+        {} if args.guard_sample_s is None else {"OVBENCH_GUARD__SAMPLE_S": str(args.guard_sample_s)}
+    )
+    with Service(env=env) as svc:
         model_id = svc.upload_model(sample_model("mobilenet_v2"))
         base = {"model_id": model_id, "api": "async", "duration_s": args.duration_s}
         print("sweep 1: grid, no constraint")
@@ -134,6 +177,20 @@ def main() -> int:
                 f"  grid best #{gb}, search best #{sb}: {'same' if gb == sb else 'different'}"
                 f"{gap}; points run: grid {grid_run['ran']}, search {search_run['ran']}; wall "
                 f"grid {grid_run['wall']:.1f} s, search {search_run['wall']:.1f} s"
+            )
+        grids = [r["sweep"] for r in results["grid"]]
+        for g in grids:
+            ran, best = _replay_search(g, bound)
+            print(
+                f"  search replayed on grid sweep {g['id'][:8]}'s own figures: {ran} of "
+                f"{len(g['points'])} points run, best #{best} (the grid's: #{_best(g)}): "
+                f"{'same' if best == _best(g) else 'different'}"
+            )
+        if len(grids) > 1:
+            bests = [_best(g) for g in grids]
+            print(
+                f"  the noise floor: the same grid, run {len(grids)} times, chose {bests} "
+                f"({len(set(bests))} different best points)"
             )
         for strategy in ("grid", "search"):
             runs = results[strategy]

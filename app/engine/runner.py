@@ -98,6 +98,15 @@ def idle_streams_warning(nireq: int, nstreams: int, style: OptionNames) -> str:
     )
 
 
+def capped_streams_warning(asked: int, used: int, nireq: int, style: OptionNames) -> str:
+    return (
+        f"{option_example('nstreams', asked, style)} asked, but the device runs {used} "
+        f"stream{'s' if used != 1 else ''}: it caps its streams at the {nireq} infer "
+        f"request{'s' if nireq != 1 else ''} (PERFORMANCE_HINT_NUM_REQUESTS). Use "
+        f"{option_example('nireq', asked, style)} or more to run {asked} streams."
+    )
+
+
 def _note(warns: list[str], new: list[str]) -> None:
     for warning in new:
         logger.warning("%s", warning)
@@ -289,6 +298,12 @@ def run_benchmark(
     effective = _effective(readback, config, nireq, batch)
     if spec.api == "async" and effective.nstreams and effective.nstreams > nireq:
         _note(warns, [idle_streams_warning(nireq, effective.nstreams, spec.option_names)])
+    asked = _int_or_none(effective.requested.get("NUM_STREAMS"))
+    if asked and asked > 0 and effective.nstreams is not None and effective.nstreams < asked:
+        _note(
+            warns,
+            [capped_streams_warning(asked, effective.nstreams, nireq, spec.option_names)],
+        )
 
     per_request, used, fill_warns = inputs.plan_and_fill(
         slots, files, nireq, spec.rgb, spec.option_names

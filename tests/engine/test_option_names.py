@@ -166,3 +166,21 @@ def test_warnings_about_images(tmp_path: Path, tiny_model: Path, images_dir: Pat
     assert any('e.g. "layout": "NCHW"' in w for w in api_warnings)
     for warning in api_warnings:
         _assert_api_style(warning)
+
+
+def test_streams_capped_by_the_requests_are_a_warning(tiny_model: Path) -> None:
+    """-nstreams 2 -nireq 1: the CPU plugin runs 1 stream (PERFORMANCE_HINT_NUM_REQUESTS caps
+    it), which a sweep over nstreams and nireq meets at once; the result says so."""
+    cli, api = _both(tiny_model, niter=20, api="async", nstreams="2", nireq=1)
+    result = run_benchmark(cli)
+    assert result.config.nstreams == 1
+    assert any(
+        w.startswith("-nstreams 2 asked, but the device runs 1 stream") and "Use -nireq 2" in w
+        for w in result.warnings
+    ), result.warnings
+    api_warnings = [w for w in run_benchmark(api).warnings if "asked, but the device" in w]
+    assert api_warnings and '"nireq": 2 or more' in api_warnings[0]
+    _assert_api_style(api_warnings[0])
+    matched = run_benchmark(_both(tiny_model, niter=20, api="async", nstreams="2", nireq=2)[0])
+    assert matched.config.nstreams == 2
+    assert not any("asked, but the device" in w for w in matched.warnings)
