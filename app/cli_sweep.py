@@ -104,24 +104,24 @@ def _axis_value(axis: str, value: str) -> str | int:
     return value
 
 
-def _positive(text: str) -> float:
+def _number(text: str, zero_allowed: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
+    if zero_allowed and not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    if not zero_allowed and not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
     return value
 
 
+def _positive(text: str) -> float:
+    return _number(text, zero_allowed=False)
+
+
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
+    return _number(text, zero_allowed=True)
 
 
 def _parser() -> argparse.ArgumentParser:

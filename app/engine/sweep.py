@@ -201,6 +201,23 @@ def _first_of_chain(points: Sequence[PointState], point: PointState) -> PointSta
     return first
 
 
+def _until_decided(dependency: PointState) -> tuple[str, str | None] | None:
+    """A point's fate while the one it depends on is skipped (skip: the same reason) or still
+    to run (wait); None once that one ended."""
+    if dependency.status == "skipped":
+        return "skip", dependency.skip_reason
+    if dependency.status not in DECIDED:
+        return "wait", None
+    return None
+
+
+def _broken_bounds(point: PointState, constraints: SweepConstraints) -> str:
+    """The latency bounds a succeeded point broke, as text ('' for none, or not succeeded)."""
+    if point.status != "succeeded" or point.figures is None:
+        return ""
+    return "; ".join(_latency_broken(point.figures, constraints))
+
+
 def _search_step(
     points: Sequence[PointState],
     point: PointState,
@@ -217,16 +234,15 @@ def _search_step(
                     f"api sync runs one request at a time: nireq {point.values['nireq']} "
                     f"would repeat nireq {_first_of_chain(points, point).values['nireq']}"
                 )
-            if previous.status == "skipped":
-                return "skip", previous.skip_reason
-            if previous.status not in DECIDED:
-                return "wait", None
+            pending = _until_decided(previous)
+            if pending is not None:
+                return pending
             if previous.status == "succeeded" and previous.figures is not None:
-                broken = _latency_broken(previous.figures, constraints)
+                broken = _broken_bounds(previous, constraints)
                 if broken:
                     return "skip", (
                         f"nireq {previous.values['nireq']} already broke the bound "
-                        f"({'; '.join(broken)}): more requests in flight only wait longer"
+                        f"({broken}): more requests in flight only wait longer"
                     )
                 before = _neighbour(points, previous, "nireq", 1)
                 if (
@@ -249,18 +265,16 @@ def _search_step(
         smaller = _neighbour(points, point, "batch", 1)
         if smaller is not None:
             smaller_first = _first_of_chain(points, smaller)
-            if smaller_first.status == "skipped":
-                return "skip", smaller_first.skip_reason
-            if smaller_first.status not in DECIDED:
-                return "wait", None
-            if smaller_first.status == "succeeded" and smaller_first.figures is not None:
-                broken = _latency_broken(smaller_first.figures, constraints)
-                if broken:
-                    return "skip", (
-                        f"batch {smaller.values['batch']} already broke the bound at "
-                        f"{label(smaller_first.values)} ({'; '.join(broken)}): a bigger batch "
-                        "only makes each request longer"
-                    )
+            pending = _until_decided(smaller_first)
+            if pending is not None:
+                return pending
+            broken = _broken_bounds(smaller_first, constraints)
+            if broken:
+                return "skip", (
+                    f"batch {smaller.values['batch']} already broke the bound at "
+                    f"{label(smaller_first.values)} ({broken}): a bigger batch only makes "
+                    "each request longer"
+                )
     return "queue", None
 
 

@@ -10,7 +10,7 @@ import io
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from app.settings import Settings
 from app.store import Store
 from app.worker.worker import Worker
 from tests.api.conftest import MAX_UPLOAD_BYTES, assert_error, model_files
+from tests.e2e.conftest import wait_for
 
 NITER = 100  # the tiny CNN: a few milliseconds per point
 IMPOSSIBLE_MS = 0.0001  # no real run has a p99 of 100 ns
@@ -116,15 +117,17 @@ def run_sweep(
     return done
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+def async_sweep(
+    client: TestClient,
+    settings: Settings,
+    store: Store,
+    model: dict[str, Any],
+    **payload: Any,
+) -> dict[str, Any]:
+    """`run_sweep` of the uploaded model, async, NITER iterations a point."""
+    return run_sweep(
+        client, settings, store, model_id=model["id"], api="async", niter=NITER, **payload
+    )
 
 
 def expected_best(points: list[dict[str, Any]]) -> int | None:
@@ -273,13 +276,11 @@ def test_the_best_point_is_the_fastest_meeting_the_bound_never_one_breaking_it(
 def test_an_impossible_bound_gives_no_best_but_the_closest_point(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    done = run_sweep(
+    done = async_sweep(
         client,
         settings,
         store,
-        model_id=model["id"],
-        api="async",
-        niter=NITER,
+        model,
         grid={"nireq": [1, 2]},
         constraints={"latency_p99_ms": IMPOSSIBLE_MS},
     )
@@ -421,13 +422,11 @@ def test_search_runs_sync_at_one_nireq_only(
 def test_a_latency_objective_picks_the_quickest_point(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    done = run_sweep(
+    done = async_sweep(
         client,
         settings,
         store,
-        model_id=model["id"],
-        api="async",
-        niter=NITER,
+        model,
         grid={"nireq": [1, 2, 8]},
         objective="latency_median_ms",
     )
@@ -765,13 +764,11 @@ def test_a_sweep_is_sent_as_json(client: TestClient, model: dict[str, Any]) -> N
 def test_the_csv_has_a_row_per_point_with_the_swept_axes_and_full_precision_figures(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    done = run_sweep(
+    done = async_sweep(
         client,
         settings,
         store,
-        model_id=model["id"],
-        api="async",
-        niter=NITER,
+        model,
         grid={"nstreams": [1, 2], "nireq": [1, 2]},
         constraints={"latency_p99_ms": 1000},
     )

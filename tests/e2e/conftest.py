@@ -241,3 +241,12 @@ def uploaded_model_id(server: Server, xml: Path) -> str:
     response = server.upload_model(xml)
     assert response.status_code in (200, 201), response.text
     return str(response.json()["id"])
+
+
+def plain_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Server]:
+    """For a module's `server` fixture: one plain server in its own temp dir (no host guard:
+    tests/conftest.py turns it off for every service), closed at the end."""
+    base = tmp_path_factory.mktemp(name)
+    srv = Server(base / "data", base / "serve.log").start()
+    yield srv
+    srv.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Server, uploaded_model_id, wait_for
+from tests.e2e.conftest import Server, plain_server, uploaded_model_id, wait_for
 
 SWEEP_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -21,11 +21,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One plain server (no host guard: tests/conftest.py turns it off for every service)."""
-    base = tmp_path_factory.mktemp("e2e_sweeps")
-    srv = Server(base / "data", base / "serve.log").start()
-    yield srv
-    srv.close()
+    yield from plain_server(tmp_path_factory, "e2e_sweeps")
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     free_port,
     group_alive,
     own_run_lock,
+    plain_server,
     run_until_exit,
     uploaded_model_id,
     wait_for,
@@ -35,11 +36,7 @@ JOB_TIMEOUT_S = 60
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One plain server (no host guard: tests/conftest.py turns it off for every service)."""
-    base = tmp_path_factory.mktemp("e2e_trust")
-    srv = Server(base / "data", base / "serve.log").start()
-    yield srv
-    srv.close()
+    yield from plain_server(tmp_path_factory, "e2e_trust")
 
 
 @pytest.fixture(scope="module")
