@@ -51,7 +51,7 @@ def _check_grid(sweep: SweepCreate, axes: dict[str, list[Any]], settings: Settin
     if clash:
         raise ValidationError(
             f"{', '.join(clash)} given both as a base option and in the grid; give each option "
-            "in one place (the grid's values override nothing: remove it from the base)",
+            "in one place: remove it from the base, or from the grid",
             code="conflicting_fields",
             details={"fields": clash},
         )
@@ -265,11 +265,7 @@ def read_sweep(store: Store, dispatcher: Dispatcher, sweep_id: str) -> SweepRead
 def cancel_sweep(store: Store, dispatcher: Dispatcher, sweep_id: str) -> SweepRead:
     """Cancel every point not yet finished: queued ones at once, a running one within 2 s;
     no further point is queued. 409 when the sweep already finished."""
-    for job_id in store.sweeps.request_cancel(sweep_id):
-        try:
-            store.jobs.request_cancel(job_id)
-        except Exception:  # it finished meanwhile: nothing to cancel
-            logger.info("sweep %s: job %s finished before its cancel", sweep_id, job_id)
+    store.sweeps.request_cancel(sweep_id)
     return sweep_read(store, advance(store, dispatcher, sweep_id))
 
 

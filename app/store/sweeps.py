@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.engine.sweep import DECIDED, PointState, SweepConstraints, decide, figures_of, sweep_status
+from app.engine.sweep import PointState, SweepConstraints, decide, figures_of, sweep_status
 from app.errors import ConflictError, NotFoundError, QueueFullError
 from app.store.jobs import queued_job_row
 from app.store.tables import JobRow, SweepRow, new_id, utcnow
@@ -237,8 +237,11 @@ class Sweeps:
 
     # --------------------------------------------------------- cancel, delete
     def request_cancel(self, sweep_id: str) -> list[str]:
-        """Flag the sweep cancelled (no point is queued any more); returns its jobs not yet
-        finished, for the caller to cancel. 409 when it already finished."""
+        """Cancel the sweep in one transaction: no point is queued any more, its queued jobs
+        are cancelled and its running one is flagged for the worker (it ends within 2 s).
+        Returns the ids of the jobs it cancelled or flagged; 409 when it already finished.
+        The caller advances the sweep afterwards (once, not once per job)."""
+        now = utcnow()
         with self.session() as s:
             done = s.execute(
                 update(SweepRow)
@@ -248,16 +251,40 @@ class Sweeps:
                 )
                 .values(cancel_requested=True, revision=SweepRow.revision + 1)
             )
-            s.commit()
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            row = self.get(sweep_id)
-            raise ConflictError(
-                f"Sweep {sweep_id!r} already finished ({row.status}); nothing to cancel",
-                code="sweep_finished",
-                details={"status": row.status},
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                s.rollback()
+                row = self.get(sweep_id)
+                raise ConflictError(
+                    f"Sweep {sweep_id!r} already finished ({row.status}); nothing to cancel",
+                    code="sweep_finished",
+                    details={"status": row.status},
+                )
+            # queued first: a job claimed meanwhile is running by the second statement
+            active = JobRow.sweep_id == sweep_id
+            affected = list(
+                s.scalars(
+                    select(JobRow.id).where(active, JobRow.status.in_(("queued", "running")))
+                ).all()
             )
-        logger.info("sweep %s cancel requested", sweep_id)
-        return [job.id for job in self.children(sweep_id).values() if job.status not in DECIDED]
+            s.execute(
+                update(JobRow)
+                .where(active, JobRow.status == "queued")
+                .values(
+                    status="cancelled",
+                    cancel_requested=True,
+                    finished_at=now,
+                    error_code="cancelled",
+                    error_message="Cancelled with its sweep before it started",
+                )
+            )
+            s.execute(
+                update(JobRow)
+                .where(active, JobRow.status == "running")
+                .values(cancel_requested=True)
+            )
+            s.commit()
+        logger.info("sweep %s cancelled (%d jobs cancelled or flagged)", sweep_id, len(affected))
+        return affected
 
     def delete(self, sweep_id: str) -> list[str]:
         """Delete a finished sweep with its jobs, in one transaction; returns the job ids.

@@ -123,10 +123,10 @@ def test_cancel_cancels_the_queued_points_and_queues_no_more(
     sweep, jobs = _sweep(store, model_row.id, {"nireq": [1, 2], "batch": [1, 2]}, "search")
     running = store.jobs.claim_next(worker_pid=1)
     assert running is not None
-    active = store.sweeps.request_cancel(sweep.id)
-    assert set(active) == {j.id for j in jobs}
-    for job_id in active:
-        store.jobs.request_cancel(job_id)
+    assert set(store.sweeps.request_cancel(sweep.id)) == {j.id for j in jobs}
+    assert store.jobs.is_cancel_requested(running.id)  # the worker's watcher sees it
+    assert {store.jobs.get(j.id).status for j in jobs if j.id != running.id} == {"cancelled"}
+    store.sweeps.advance(sweep.id)
     assert store.sweeps.get(sweep.id).status == "running"  # one point still runs
     assert store.jobs.finish_cancelled(running.id, None, "Cancelled on request")
     row = store.sweeps.get(sweep.id)
