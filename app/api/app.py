@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.routing import Match
 
 from app.api.auth import PUBLIC_PATHS, TokenAuthMiddleware
@@ -49,7 +50,14 @@ def create_app(
         store.migrate()
     if dispatcher is None:
         dispatcher = LocalDispatcher(settings, store)
-    app = FastAPI(title="ovbench", version=ovbench_version(), description=DESCRIPTION)
+    app = FastAPI(
+        title="ovbench",
+        version=ovbench_version(),
+        description=DESCRIPTION,
+        # operationId = the route function's name (read_job, create_sweep ...): what a
+        # generated client names its calls; FastAPI's default is read_job_jobs__job_id__get.
+        generate_unique_id_function=_operation_id,
+    )
     app.state.settings = settings
     app.state.store = store
     app.state.dispatcher = dispatcher
@@ -96,6 +104,10 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def _install_access(app: FastAPI, settings: Settings) -> list[str]:

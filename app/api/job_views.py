@@ -15,8 +15,9 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.api.schemas import JobErrorRead, JobRead, ProgressRead, ResolvedParams
+from app.api.schemas import JobErrorRead, JobParams, JobRead, ProgressRead, ResolvedParams
 from app.engine.defaults import resolve_options
+from app.engine.spec import BenchmarkResult
 from app.store import Store
 from app.store.tables import JobRow
 
@@ -85,7 +86,7 @@ def job_read(
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        params=row.params,
+        params=JobParams.model_validate(row.params),
         resolved_params=resolved_params(row, default_duration_s),
         rerun_of=row.rerun_of,
         sweep_id=row.sweep_id,
@@ -95,7 +96,7 @@ def job_read(
             iterations=row.progress_iterations,
             elapsed_s=row.progress_elapsed_s,
         ),
-        result=row.result,
+        result=None if row.result is None else BenchmarkResult.model_validate(row.result),
         error=error,
     )
 

@@ -6,7 +6,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+)
 
 from app.engine.defaults import (
     DEFAULT_API,
@@ -20,6 +28,7 @@ from app.engine.spec import (
     DEFAULT_RTOL,
     MAX_REPEATS,
     Api,
+    BenchmarkResult,
     Hint,
     Pin,
     PortInfo,
@@ -205,6 +214,17 @@ class JobCreate(BaseModel):
         return None if value is None else str(value)
 
 
+class JobParams(JobCreate):
+    """A job's parameters as stored: JobCreate's fields that were set (nulls left out)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # No return annotation: the schema stays JobCreate's (typed), not a bare object.
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
 class ProgressRead(BaseModel):
     fraction: float
     iterations: int
@@ -243,7 +263,7 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    params: dict[str, Any] = Field(
+    params: JobParams = Field(
         description="What was submitted, normalised: JobCreate's fields that are set, with "
         "its defaults (nstreams as text)"
     )
@@ -256,8 +276,9 @@ class JobRead(BaseModel):
     )
     queue_position: int | None = Field(description="1 = next to run; null unless queued")
     progress: ProgressRead
-    result: dict[str, Any] | None = Field(
-        description="Exactly the engine's BenchmarkResult JSON (see that schema); null until done"
+    result: BenchmarkResult | None = Field(
+        description="The engine's BenchmarkResult (also when cancelled: what ran); null until "
+        "done, and for a failed job"
     )
     error: JobErrorRead | None
 

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import DispatcherDep, JobJsonDep, SettingsDep, StoreDep, error_responses
 from app.api.job_views import job_read, jobs_json
-from app.api.schemas import JobRead, JobStatus
+from app.api.schemas import JobCreate, JobRead, JobStatus
 from app.api.uploads import UploadedForm, is_multipart, read_multipart
 from app.dispatch import Dispatcher
 from app.errors import (
@@ -28,9 +28,9 @@ from app.errors import (
     UnsupportedMediaError,
     ValidationError,
 )
+from app.services import jobs as job_service
 from app.services.jobs import (
     Submitted,
-    rerun_job,
     submit_job,
     submit_with_files,
     validate_job,
@@ -45,39 +45,60 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 MAX_JSON_BYTES = 1 << 20
 
+# JobCreate fields that a form cannot carry as one text value: give them in `params`.
+_JSON_ONLY_FIELDS = ("extensions", "host_labels")
+_FORM_KEYWORDS = (
+    "type", "enum", "description", "default", "minimum", "maximum", "exclusiveMinimum",
+    "minLength", "maxLength", "pattern", "title",
+)  # fmt: skip
+
+
+def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JobCreate property as a form field: its non-null type, its limits and description."""
+    branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
+    merged = {**schema, **(branches[0] if len(branches) == 1 else {})}
+    if len(branches) > 1:  # nstreams: a number or text; a form sends text
+        merged["type"] = "string"
+    return {key: value for key, value in merged.items() if key in _FORM_KEYWORDS}
+
+
+def _multipart_body() -> dict[str, Any]:
+    job = JobCreate.model_json_schema()
+    fields = {
+        name: _form_field(prop)
+        for name, prop in job["properties"].items()
+        if name not in _JSON_ONLY_FIELDS
+    }
+    return {
+        "type": "object",
+        "description": (
+            "One-shot: the model files, the inputs and JobCreate's fields as form fields (or a "
+            "`params` field holding JobCreate JSON, which `extensions` and `host_labels` need). "
+            "Give the model as files or as model_id; the inputs as files or as dataset_id."
+        ),
+        "properties": {
+            "model": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "Model files (.xml + .bin, .onnx, ...)",
+            },
+            "inputs": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "description": "Images and .npy files (also accepted as `images`)",
+            },
+            "params": {"type": "string", "description": "JobCreate as JSON"},
+            **fields,
+        },
+    }
+
+
 JOB_CREATE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "description": (
-                        "One-shot: the model files, the inputs and JobCreate's fields as form "
-                        "fields (or a `params` field holding JobCreate JSON). model_id and "
-                        "dataset_id may be given instead of files."
-                    ),
-                    "properties": {
-                        "model": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Model files (.xml + .bin, .onnx, ...)",
-                        },
-                        "inputs": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Images and .npy files (also accepted as `images`)",
-                        },
-                        "params": {"type": "string", "description": "JobCreate as JSON"},
-                        "device": {"type": "string"},
-                        "api": {"type": "string", "enum": ["sync", "async"]},
-                        "niter": {"type": "integer"},
-                        "duration_s": {"type": "number"},
-                        "nireq": {"type": "integer"},
-                    },
-                }
-            },
+            "multipart/form-data": {"schema": _multipart_body()},
         },
     }
 }
@@ -210,14 +231,15 @@ async def create_job(
     },
     summary="Queue the job again with the same resolved parameters (records rerun_of)",
 )
-def rerun(
+def rerun_job(
     job_id: str,
     response: Response,
     store: StoreDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
 ) -> JobRead:
-    return _answer(store, rerun_job(store, dispatcher, settings, job_id), response, settings)
+    rerun = job_service.rerun_job(store, dispatcher, settings, job_id)
+    return _answer(store, rerun, response, settings)
 
 
 @router.get(

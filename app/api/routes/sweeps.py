@@ -13,13 +13,7 @@ from app.api.routes.jobs import read_json_body
 from app.api.sweep_schemas import SweepRead
 from app.engine.sweep import SweepStatus
 from app.errors import UnsupportedMediaError
-from app.services.sweeps import (
-    cancel_sweep,
-    create_sweep,
-    read_sweep,
-    sweep_csv,
-    sweep_read,
-)
+from app.services import sweeps as sweep_service
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -47,7 +41,7 @@ _CSV = {"text/csv": {"schema": {"type": "string"}}}
     },
     summary="Sweep a grid of run options (batch, nstreams, nireq, hint, ...) over one model",
 )
-async def create_sweep_route(
+async def create_sweep(
     request: Request,
     response: Response,
     store: StoreDep,
@@ -60,9 +54,9 @@ async def create_sweep_route(
             "Send SweepCreate as application/json", details={"content_type": content_type}
         )
     data = await read_json_body(request)
-    row, _ = await run_in_threadpool(create_sweep, store, dispatcher, settings, data)
+    row, _ = await run_in_threadpool(sweep_service.create_sweep, store, dispatcher, settings, data)
     response.headers["Location"] = f"/sweeps/{row.id}"
-    return await run_in_threadpool(sweep_read, store, row)
+    return await run_in_threadpool(sweep_service.sweep_read, store, row)
 
 
 @router.get(
@@ -80,7 +74,7 @@ def list_sweeps(
 ) -> list[SweepRead]:
     rows, total = store.sweeps.list_page(status, limit, offset)
     response.headers["X-Total-Count"] = str(total)
-    return [sweep_read(store, row) for row in rows]
+    return [sweep_service.sweep_read(store, row) for row in rows]
 
 
 @router.get(
@@ -90,16 +84,16 @@ def list_sweeps(
     summary="A sweep: progress, the points' table, the best point, the Pareto front "
     "(format=csv: the table as CSV)",
 )
-def read_sweep_route(
+def read_sweep(
     sweep_id: str,
     store: StoreDep,
     dispatcher: DispatcherDep,
     format: Literal["json", "csv"] = "json",
 ) -> SweepRead | Response:
-    read = read_sweep(store, dispatcher, sweep_id)
+    read = sweep_service.read_sweep(store, dispatcher, sweep_id)
     if format == "csv":
         return Response(
-            sweep_csv(read),
+            sweep_service.sweep_csv(read),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="sweep-{sweep_id}.csv"'},
         )
@@ -112,8 +106,8 @@ def read_sweep_route(
     responses=error_responses(404, 409, 422),
     summary="Cancel every point not yet finished (a running one within 2 s)",
 )
-def cancel_sweep_route(sweep_id: str, store: StoreDep, dispatcher: DispatcherDep) -> SweepRead:
-    return cancel_sweep(store, dispatcher, sweep_id)
+def cancel_sweep(sweep_id: str, store: StoreDep, dispatcher: DispatcherDep) -> SweepRead:
+    return sweep_service.cancel_sweep(store, dispatcher, sweep_id)
 
 
 @router.delete(
