@@ -35,7 +35,7 @@ format: install
 	$(BIN)/ruff format app tests bench scripts
 
 # PostgreSQL 15 and RabbitMQ from Debian's packages, for the tests that start their own
-# (tests/servers.py). Installed when missing, as root; otherwise the script says how, and
+# (tests/servers.py), and Prometheus's promtool (tests/api/test_metrics.py). Installed when missing, as root; otherwise the script says how, and
 # those tests skip (under CI=true they fail).
 servers:
 	@bash .ci/servers-prepare.sh || [ "$$(id -u)" != 0 ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install PostgreSQL 15 and RabbitMQ from Debian's packages for the tests that start their own
-# servers (tests/servers.py: 127.0.0.1, ephemeral ports, temporary directories).
+# servers (tests/servers.py: 127.0.0.1, ephemeral ports, temporary directories), and
+# Prometheus for its `promtool` (tests/api/test_metrics.py checks /metrics with it).
 #
-# Idempotent: does nothing when both are installed. Otherwise (as root) runs `apt-get update`
+# Idempotent: does nothing when all are installed. Otherwise (as root) runs `apt-get update`
 # and installs what is missing, with a policy-rc.d that refuses every service start for the
 # length of the install, so no system PostgreSQL or RabbitMQ is left running (the tests start
 # their own). `make test` calls it when the binaries are missing; not as root, it only says
@@ -11,6 +12,7 @@ set -euo pipefail
 
 PG_CTL=/usr/lib/postgresql/15/bin/pg_ctl
 RABBITMQ_SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
+PROMTOOL=/usr/bin/promtool
 POLICY=/usr/sbin/policy-rc.d
 
 log() { printf '[servers-prepare] %s\n' "$*" >&2; }
@@ -18,8 +20,9 @@ log() { printf '[servers-prepare] %s\n' "$*" >&2; }
 missing=()
 [ -x "$PG_CTL" ] || missing+=(postgresql)
 [ -x "$RABBITMQ_SERVER" ] || missing+=(rabbitmq-server)
+[ -x "$PROMTOOL" ] || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then
-    log "postgresql and rabbitmq-server are installed"
+    log "postgresql, rabbitmq-server and prometheus (promtool) are installed"
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -46,4 +49,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 [ -x "$PG_CTL" ] || { log "ERROR: $PG_CTL is still missing"; exit 1; }
 [ -x "$RABBITMQ_SERVER" ] || { log "ERROR: $RABBITMQ_SERVER is still missing"; exit 1; }
+[ -x "$PROMTOOL" ] || { log "ERROR: $PROMTOOL is still missing"; exit 1; }
 log "installed ${missing[*]} in $((SECONDS - started)) s"

@@ -30,9 +30,9 @@ def generated(client: TestClient, tmp_path: Path) -> Iterator[ModuleType]:
     """The client package openapi-python-client generates from this app's /openapi.json."""
     spec = tmp_path / "openapi.json"
     spec.write_text(json.dumps(client.get("/openapi.json").json()))
+    command = [str(BIN / "openapi-python-client"), "generate", "--path", str(spec)]
     done = subprocess.run(
-        [str(BIN / "openapi-python-client"), "generate", "--path", str(spec), "--meta", "none"]
-        + ["--output-path", str(tmp_path / PACKAGE)],
+        [*command, "--meta", "none", "--output-path", str(tmp_path / PACKAGE)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -71,9 +71,10 @@ def test_a_generated_client_reads_a_jobs_throughput_as_a_typed_attribute(
 
     assert isinstance(job, models.JobRead), job
     assert isinstance(job.result, models.BenchmarkResult)
-    assert job.result.throughput_fps == client.get(f"/jobs/{job_id}").json()["result"][
-        "throughput_fps"
-    ]
+    assert (
+        job.result.throughput_fps
+        == client.get(f"/jobs/{job_id}").json()["result"]["throughput_fps"]
+    )
     assert job.result.throughput_fps > 0
     assert job.result.config.nireq == 2  # nested models are typed too
     assert isinstance(job.params, models.JobParams) and job.params.niter == 50

@@ -58,10 +58,10 @@ def test_metrics_are_computed_from_the_store(
     assert "ovbench_worker_busy 0.0" in text
     assert "ovbench_job_duration_seconds_count 1.0" in text
     assert (
-        f'ovbench_last_throughput_fps{{api="async",device="CPU",model="tiny_cnn",model_id="{model["id"]}"}} 321.0'
+        f'ovbench_last_throughput_fps{{api="async",batch="",device="CPU",hint="",model="tiny_cnn",model_id="{model["id"]}",nireq=""}} 321.0'
         in text
     )
-    assert "ovbench_last_latency_median_ms{" in text
+    assert "ovbench_last_latency_seconds{" in text
     # computed per scrape: the store changes, the numbers follow
     store.jobs.claim_next(1)
     assert "ovbench_worker_busy 1.0" in client.get("/metrics").text

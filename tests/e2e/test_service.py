@@ -97,10 +97,12 @@ def test_sync_and_async_jobs_succeed_with_sane_metrics(
     parsed = assert_sane(other["result"], "async")
     assert 0.5 < parsed.duration_ms / 1000 < 3
     metrics = server.client.get("/metrics").text
-    assert (
-        f'ovbench_last_throughput_fps{{api="async",device="CPU",model="tiny_cnn",model_id="{model_id}"}}'
-        in metrics
+    config = other["result"]["config"]
+    labels = (
+        f'api="async",batch="{config["batch_size"]}",device="CPU",hint="{config["hint"]}",'
+        f'model="tiny_cnn",model_id="{model_id}",nireq="2"'
     )
+    assert f"ovbench_last_throughput_fps{{{labels}}}" in metrics
 
 
 def test_model_id_alone_runs_as_cpu_sync_with_the_defaults_it_shows(

@@ -101,7 +101,7 @@ def read_version() -> VersionRead:
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
     },
-    summary="Prometheus metrics, computed from the store",
+    summary="Prometheus metrics: gauges read from the store, counters counted as jobs end",
 )
 def read_metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
