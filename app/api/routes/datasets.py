@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.routes.models import SHA256_PATTERN
 from app.api.schemas import DatasetFileRead, DatasetRead
 from app.api.uploads import FORM_FIELD_PARTS, check_file_count, read_multipart
 from app.errors import ValidationError
@@ -79,9 +80,28 @@ async def create_dataset(request: Request, store: StoreDep, settings: SettingsDe
     return dataset_read(row)
 
 
-@router.get("", response_model=list[DatasetRead], summary="List datasets, newest first")
-def list_datasets(store: StoreDep) -> list[DatasetRead]:
-    return [dataset_read(row) for row in store.catalog.list_datasets()]
+@router.get(
+    "",
+    response_model=list[DatasetRead],
+    responses=error_responses(422),
+    summary="List datasets, newest first (sha256=: those holding a file with that content)",
+)
+def list_datasets(
+    store: StoreDep,
+    sha256: Annotated[
+        str | None,
+        Query(
+            pattern=SHA256_PATTERN,
+            description="Only datasets with a file of this sha256: a client finds a dataset "
+            "it would upload again by one file's digest, then compares the others",
+        ),
+    ] = None,
+) -> list[DatasetRead]:
+    rows = store.catalog.list_datasets()
+    if sha256 is not None:
+        wanted = sha256.lower()
+        rows = [row for row in rows if any(f["sha256"] == wanted for f in row.files)]
+    return [dataset_read(row) for row in rows]
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=error_responses(404, 422))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SettingsDep, StoreDep, error_responses
@@ -94,8 +94,29 @@ async def create_model(
     return model_read(row)
 
 
-@router.get("", response_model=list[ModelRead], summary="List models, newest first")
-def list_models(store: StoreDep) -> list[ModelRead]:
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+
+
+@router.get(
+    "",
+    response_model=list[ModelRead],
+    responses=error_responses(422),
+    summary="List models, newest first (sha256=: the model with that content, if any)",
+)
+def list_models(
+    store: StoreDep,
+    sha256: Annotated[
+        str | None,
+        Query(
+            pattern=SHA256_PATTERN,
+            description="Only the model whose `sha256` (over its files' names and contents) "
+            "is this: a client asks before uploading what the server may already have",
+        ),
+    ] = None,
+) -> list[ModelRead]:
+    if sha256 is not None:
+        row = store.catalog.find_model_by_sha(sha256.lower())
+        return [] if row is None else [model_read(row)]
     return [model_read(row) for row in store.catalog.list_models()]
 
 
