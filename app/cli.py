@@ -1,8 +1,8 @@
 """`ovbench`: run a benchmark from the shell (`run`), write the sample models, start the service.
 
 `ovbench run` takes the seed demo's options (`-m -i -api -d -niter -nireq -nthreads -b -pin`)
-plus modern benchmark_app's, and prints the seed's lines; `--json` prints the result JSON.
-It calls the engine directly, in this process.
+plus modern benchmark_app's, and prints the seed's lines; `--json` prints the result JSON;
+`-report_type` writes benchmark_app's report files (engine/report_formats.py). It calls the engine directly, in this process.
 """
 
 from __future__ import annotations
@@ -10,19 +10,45 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TextIO, get_args
 
 from app import cli_rerun
 from app.cli_report import print_report
 from app.engine.defaults import RUN_OPTIONS
 from app.engine.errors import EngineError
 from app.engine.integrity import HostGuardRules
-from app.engine.spec import DEFAULT_ATOL, DEFAULT_RTOL, Api, BenchmarkSpec, Hint, Pin
+from app.engine.report_formats import (
+    COUNTER_REPORT_TYPES,
+    REPORT_TYPES,
+    ReportLayout,
+    benchmark_app_files,
+    parse_command_line,
+)
+from app.engine.spec import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    Api,
+    BenchmarkResult,
+    BenchmarkSpec,
+    Hint,
+    Pin,
+)
 
 logger = logging.getLogger("ovbench")
+
+
+def _str2bool(text: str) -> bool:
+    """benchmark_app's flags that take an optional boolean: `-json_stats`, `-json_stats false`."""
+    if text.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if text.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"boolean value expected, got {text!r}")
 
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
@@ -195,6 +221,39 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         f"towards it; 0: no host guard). Default: {HostGuardRules().sample_s:g}.",
     )
     add(
+        "-report_type",
+        "--report_type",
+        "--report-type",
+        dest="report_type",
+        choices=REPORT_TYPES,
+        metavar="TYPE",
+        help="After the run, write benchmark_app's report files: no_counters (the statistics "
+        "report benchmark_report.csv), average_counters or detailed_counters (and the per-layer "
+        "counters file; turns -pc on).",
+    )
+    add(
+        "-report_folder",
+        "--report_folder",
+        "--report-folder",
+        dest="report_folder",
+        default="",
+        metavar="DIR",
+        help="Folder for the report files (created if missing; checked before the run). "
+        "Default: the current directory.",
+    )
+    add(
+        "-json_stats",
+        "--json_stats",
+        "--json-stats",
+        dest="json_stats",
+        type=_str2bool,
+        metavar="BOOL",
+        nargs="?",
+        const=True,
+        default=False,
+        help="Write the report files as JSON (benchmark_report.json ...) instead of CSV.",
+    )
+    add(
         "--from-result",
         dest="from_result",
         type=Path,
@@ -243,14 +302,41 @@ def _spec_from_args(
 def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
     parser = _run_parser(prog)
     args = parser.parse_args(argv)
+    given = _given_options(argv, prog)
     try:
-        spec = _spec_from_args(args, parser, _given_options(argv, prog))
+        spec = _spec_from_args(args, parser, given)
     except cli_rerun.FromResultError as exc:
         print(f"[ ERROR ] --from-result: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"[ ERROR ] Invalid options: {exc}", file=sys.stderr)
         return 2
+    out = sys.stderr if args.json else sys.stdout  # benchmark_app's [ INFO ] lines
+    if args.report_type is None:
+        if "report_folder" in given or "json_stats" in given:
+            print(
+                "[ WARNING ] -report_folder and -json_stats choose where and how -report_type "
+                "writes its files: without -report_type no report files are written.",
+                file=out,
+            )
+    else:
+        try:
+            _check_report_folder(args.report_folder)
+        except OSError as exc:
+            print(
+                f"[ ERROR ] -report_folder {args.report_folder!r}: the report files cannot be "
+                f"written there ({exc.strerror or exc}). Give a folder you can write to.",
+                file=sys.stderr,
+            )
+            return 2
+        if args.report_type in COUNTER_REPORT_TYPES and not spec.perf_counters:
+            # benchmark_app turns them on too, with this warning.
+            print(
+                f"[ WARNING ] Turn on performance counters for {spec.device} device since "
+                f"report type is {args.report_type}.",
+                file=out,
+            )
+            spec = spec.model_copy(update={"perf_counters": True})
     from app.engine.runner import run_benchmark  # openvino loads here, not for -h
 
     # The engine's INFO/WARNING lines in benchmark_app's style; on stderr when stdout is JSON.
@@ -275,10 +361,50 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
         result.warnings.extend(changed)
         for warning in changed:
             print(f"[ WARNING ] {warning}", file=sys.stderr)
+    code = 0
+    if args.report_type is not None:
+        code = _write_report_files(result, args, argv, out)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
         print_report(result)
+    return code
+
+
+def _check_report_folder(folder: str) -> None:
+    """Create the report folder and make sure a file can be written there (OSError if not):
+    before the run, where benchmark_app finds out after it."""
+    path = Path(folder or ".")
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+
+
+def _write_report_files(
+    result: BenchmarkResult, args: argparse.Namespace, argv: Sequence[str], out: TextIO
+) -> int:
+    """benchmark_app's report files for `-report_type`, with its `[ INFO ]` lines; 1 when
+    they cannot be written (the result is still printed)."""
+    layout: ReportLayout = "json" if args.json_stats else "csv"
+    files = benchmark_app_files(result, args.report_type, layout, parse_command_line(argv))
+    if args.report_type in COUNTER_REPORT_TYPES and not result.perf_counters:
+        print("[ INFO ] Performance counters are empty. No reports are dumped.", file=out)
+    if args.report_type == "detailed_counters" and result.config.nireq > 1:
+        print(
+            f"[ WARNING ] ovbench keeps each layer's times averaged over the "
+            f"{result.config.nireq} infer requests: the detailed counters report has one "
+            "block, their average (benchmark_app writes one per request).",
+            file=out,
+        )
+    for file in files:
+        path = os.path.join(args.report_folder, file.name)
+        try:
+            Path(path).write_text(file.text, encoding="utf-8")
+        except OSError as exc:
+            print(f"[ ERROR ] Cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        kind = "Statistics" if file.name.startswith("benchmark_report.") else "Performance counters"
+        print(f"[ INFO ] {kind} report is stored to {path}", file=out)
     return 0
 
 
@@ -334,6 +460,10 @@ def make_models_main(argv: Sequence[str]) -> int:
 
 _COMMANDS = {
     "run": "Benchmark a model here and now (benchmark_app's options).",
+    "submit": "Benchmark a model on an ovbench server (run's options; --server URL).",
+    "jobs": "List a server's jobs.",
+    "show": "A server's job: its report, or its status and progress.",
+    "cancel": "Cancel a server's job.",
     "serve": "Start the REST service and its worker.",
     "agent": "Run a fleet API's jobs on this device host (README: Fleet).",
     "devices": "List the devices OpenVINO sees on this host.",
@@ -370,6 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.cli_sweep import sweep_main
 
         return sweep_main(rest)
+    if command in ("submit", "jobs", "show", "cancel"):
+        from app.cli_remote_jobs import remote_main
+
+        return remote_main(command, rest)
     if command == "agent":
         from app.agent.__main__ import main as agent_main
 

@@ -18,7 +18,7 @@ from app.api.cpu_budget import CpuBudgetMiddleware, budget_for
 from app.api.job_views import FinishedJobJson
 from app.api.metrics import build_registry
 from app.api.read_cache import ReadCache
-from app.api.routes import agent, compare, datasets, hosts, jobs, models, sweeps, system
+from app.api.routes import agent, compare, datasets, hosts, jobs, models, reports, sweeps, system
 from app.api.schemas import JobCreate
 from app.api.sweep_schemas import SweepCreate
 from app.dispatch import Dispatcher, LocalDispatcher
@@ -73,7 +73,7 @@ def create_app(
     app.state.agent_tokens = {token.encode("utf-8"): host for token, host in agent_tokens.items()}
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)
     install_error_handlers(app)
-    routers = (models, datasets, jobs, sweeps, compare, hosts, system)
+    routers = (models, datasets, jobs, reports, sweeps, compare, hosts, system)
     for router in (module.router for module in routers):
         app.include_router(router)
     if settings.fleet:
