@@ -57,3 +57,32 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ErrorRead, "description": descriptions.get(code, "Error")}
         for code in status_codes
     }
+
+
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": "Strong validator of this body: send it back as If-None-Match to get "
+        "304 while nothing changed",
+        "schema": {"type": "string"},
+    }
+}
+TOTAL_COUNT_HEADER: dict[str, Any] = {
+    "X-Total-Count": {
+        "description": "How many items match the filters (all pages)",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def cached_read_responses(
+    *status_codes: int, total_count: bool = False, ok: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a GET the read cache answers (app/api/read_cache.py): 200 with its
+    `ETag` (and `X-Total-Count` for a list), 304 with no body, and the listed errors. `ok`:
+    more of the 200 answer (e.g. another content type)."""
+    headers = {**ETAG_HEADER, **(TOTAL_COUNT_HEADER if total_count else {})}
+    return {
+        200: {**(ok or {}), "headers": headers},
+        304: {"description": "Not Modified: If-None-Match matched the ETag; no body"},
+        **error_responses(*status_codes),
+    }

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.read_cache import CACHEABLE_PATHS
 from app.settings import Settings
 from app.store import Store
 from app.worker.worker import Worker
@@ -81,3 +82,25 @@ def test_a_generated_client_reads_a_jobs_throughput_as_a_typed_attribute(
     # operation ids are the route names, not FastAPI's read_job_jobs__job_id__get
     calls = {p.stem for p in Path(generated.__file__).parent.glob("api/*/*.py")}
     assert {"create_job", "read_job", "list_jobs", "create_sweep", "read_sweep"} <= calls
+
+
+def test_the_schema_documents_the_read_caches_answers_and_headers(client: TestClient) -> None:
+    """Every GET the read cache answers documents its ETag and its 304; lists their
+    X-Total-Count; POST /jobs its Idempotent-Replayed."""
+    paths = client.get("/openapi.json").json()["paths"]
+    cached = [
+        path
+        for path in paths
+        if "get" in paths[path] and CACHEABLE_PATHS.match(path.replace("{", "").replace("}", ""))
+    ]
+    assert {"/jobs", "/jobs/{job_id}", "/models", "/datasets", "/devices", "/compare"} <= set(
+        cached
+    )
+    for path in cached:
+        answers = paths[path]["get"]["responses"]
+        assert "304" in answers, path
+        assert "ETag" in answers["200"]["headers"], path
+    for path in ("/jobs", "/sweeps"):
+        assert "X-Total-Count" in paths[path]["get"]["responses"]["200"]["headers"], path
+    created = paths["/jobs"]["post"]["responses"]["202"]["headers"]
+    assert {"Location", "Idempotent-Replayed"} <= set(created)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import StoreDep, error_responses
+from app.api.deps import StoreDep, cached_read_responses
 from app.engine.compare import Comparison
 from app.services.compare import compare_jobs
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["compare"])
 @router.get(
     "/compare",
     response_model=Comparison,
-    responses=error_responses(404, 409, 422),
+    responses=cached_read_responses(404, 409, 422),
     summary="Compare two succeeded jobs: ratios, 95% intervals, verdicts, what differs",
 )
 def compare_results(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.deps import SettingsDep, StoreDep, cached_read_responses, error_responses
 from app.api.routes.models import SHA256_PATTERN
 from app.api.schemas import DatasetFileRead, DatasetRead
 from app.api.uploads import FORM_FIELD_PARTS, check_file_count, read_multipart
@@ -83,7 +83,7 @@ async def create_dataset(request: Request, store: StoreDep, settings: SettingsDe
 @router.get(
     "",
     response_model=list[DatasetRead],
-    responses=error_responses(422),
+    responses=cached_read_responses(422),
     summary="List datasets, newest first (sha256=: those holding a file with that content)",
 )
 def list_datasets(
@@ -104,7 +104,7 @@ def list_datasets(
     return [dataset_read(row) for row in rows]
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, responses=error_responses(404, 422))
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=cached_read_responses(404, 422))
 def read_dataset(dataset_id: str, store: StoreDep) -> DatasetRead:
     return dataset_read(store.catalog.get_dataset(dataset_id))
 

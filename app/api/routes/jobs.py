@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import DispatcherDep, JobJsonDep, SettingsDep, StoreDep, error_responses
+from app.api.deps import (
+    DispatcherDep,
+    JobJsonDep,
+    SettingsDep,
+    StoreDep,
+    cached_read_responses,
+    error_responses,
+)
 from app.api.job_views import job_read, jobs_json
 from app.api.schemas import JobCreate, JobRead, JobStatus
 from app.api.uploads import UploadedForm, is_multipart, read_multipart
@@ -178,8 +185,16 @@ def _submit_form(
     response_model=JobRead,
     responses={
         202: {
-            "description": "Queued; Location has the job's URL",
-            "headers": {"Location": {"schema": {"type": "string"}}},
+            "description": "Queued (or, for a repeated Idempotency-Key, the job it created); "
+            "Location has the job's URL",
+            "headers": {
+                "Location": {"schema": {"type": "string"}},
+                "Idempotent-Replayed": {
+                    "description": "`true` when an Idempotency-Key repeat returned the job "
+                    "the first request created (nothing new was queued)",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
         },
         **error_responses(400, 403, 404, 413, 415, 422, 503, 507),
     },
@@ -246,14 +261,14 @@ def rerun_job(
 @router.get(
     "",
     response_model=list[JobRead],
-    responses={
-        200: {
-            "description": "The page of jobs; X-Total-Count: how many match the filters",
-            "headers": {"X-Total-Count": {"schema": {"type": "integer"}}},
+    responses=cached_read_responses(
+        422,
+        total_count=True,
+        ok={
+            "description": "The page of jobs",
             "content": {"text/csv": {"schema": {"type": "string"}}},
         },
-        **error_responses(422),
-    },
+    ),
     summary="List jobs, newest first (format=csv: one row per job, units in the column names)",
 )
 async def list_jobs(
@@ -288,7 +303,7 @@ async def list_jobs(
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.get("/{job_id}", response_model=JobRead, responses=error_responses(404, 422))
+@router.get("/{job_id}", response_model=JobRead, responses=cached_read_responses(404, 422))
 async def read_job(
     job_id: str, store: StoreDep, cache: JobJsonDep, settings: SettingsDep
 ) -> Response:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.deps import SettingsDep, StoreDep, cached_read_responses, error_responses
 from app.api.schemas import ModelFileRead, ModelRead
 from app.api.uploads import FORM_FIELD_PARTS, check_file_count, read_multipart
 from app.engine.spec import PortInfo
@@ -100,7 +100,7 @@ SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 @router.get(
     "",
     response_model=list[ModelRead],
-    responses=error_responses(422),
+    responses=cached_read_responses(422),
     summary="List models, newest first (sha256=: the model with that content, if any)",
 )
 def list_models(
@@ -120,7 +120,7 @@ def list_models(
     return [model_read(row) for row in store.catalog.list_models()]
 
 
-@router.get("/{model_id}", response_model=ModelRead, responses=error_responses(404, 422))
+@router.get("/{model_id}", response_model=ModelRead, responses=cached_read_responses(404, 422))
 def read_model(model_id: str, store: StoreDep) -> ModelRead:
     return model_read(store.catalog.get_model(model_id))
 

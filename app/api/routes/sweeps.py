@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import DispatcherDep, JobJsonDep, SettingsDep, StoreDep, error_responses
+from app.api.deps import (
+    TOTAL_COUNT_HEADER,
+    DispatcherDep,
+    JobJsonDep,
+    SettingsDep,
+    StoreDep,
+    error_responses,
+)
 from app.api.routes.jobs import read_json_body
 from app.api.sweep_schemas import SweepRead
 from app.engine.sweep import SweepStatus
@@ -62,7 +69,7 @@ async def create_sweep(
 @router.get(
     "",
     response_model=list[SweepRead],
-    responses=error_responses(422),
+    responses={200: {"headers": TOTAL_COUNT_HEADER}, **error_responses(422)},
     summary="List sweeps, newest first (X-Total-Count: how many match)",
 )
 def list_sweeps(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import SettingsDep, StoreDep, error_responses
+from app.api.deps import SettingsDep, StoreDep, cached_read_responses, error_responses
 from app.api.schemas import DeviceRead, HealthRead, ReadyRead, VersionRead, WorkerRead
 from app.errors import UnavailableError
 from app.services.fleet import host_views
@@ -24,6 +24,7 @@ API_VERSION = "1"
     "/devices",
     response_model=list[DeviceRead],
     response_model_exclude_unset=True,  # `hosts` only in fleet mode
+    responses=cached_read_responses(),
     summary="Devices the worker's OpenVINO sees (fleet mode: the live hosts')",
 )
 def list_devices(store: StoreDep, settings: SettingsDep) -> list[DeviceRead]:
