@@ -207,7 +207,9 @@ def _info_stream(args: argparse.Namespace) -> TextIO:
     return sys.stderr if args.json or args.no_wait else sys.stdout
 
 
-def _upload(client: Client, args: argparse.Namespace, out: TextIO) -> tuple[str, str | None]:
+def upload_model_and_inputs(
+    client: Client, args: argparse.Namespace, out: TextIO
+) -> tuple[str, str | None]:
     """(model_id, dataset_id), uploading only what the server lacks. OSError/ValueError for
     local files, ApiError from the server."""
     from app.client import content
@@ -328,7 +330,7 @@ def submit_main(argv: Sequence[str]) -> int:
     with client:
         try:
             try:
-                model_id, dataset_id = _upload(client, args, out)
+                model_id, dataset_id = upload_model_and_inputs(client, args, out)
             except (OSError, ValueError) as exc:
                 print(f"[ ERROR ] {exc}", file=sys.stderr)
                 return 2

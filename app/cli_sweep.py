@@ -62,7 +62,9 @@ _CONSTRAINTS = {
     "min_fps": ("throughput_fps", "throughput at least {:g} FPS"),
 }
 # The sweep's own options: not part of the base every point shares.
-_OWN_OPTIONS = frozenset({"grid", "strategy", "objective", "min_gain", "json", *_CONSTRAINTS})
+_OWN_OPTIONS = frozenset(
+    {"grid", "strategy", "objective", "min_gain", "json", "server", "token", *_CONSTRAINTS}
+)
 # `ovbench run`'s dests that BenchmarkSpec names otherwise.
 _SPEC_NAMES = {"model": "model_path", "inputs": "input_paths"}
 _NOTE_WIDTH = 72
@@ -185,6 +187,16 @@ def _parser() -> argparse.ArgumentParser:
         help="Search: the throughput gain (a fraction) a step up in nireq must give for the "
         f"next step to run. Default: {DEFAULT_MIN_GAIN:g}.",
     )
+    server = parser.add_argument_group("server (the sweep runs there: ovbench serve)")
+    server.add_argument(
+        "--server",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="Run the sweep on an ovbench service instead of here: its URL, or OVBENCH_SERVER "
+        "when none is given. Uploads only what the server lacks; the server's devices.",
+    )
+    server.add_argument("--token", help="Bearer token for the server (or OVBENCH_TOKEN)")
     return parser
 
 
@@ -255,11 +267,22 @@ def _fps(value: float | None) -> str:
 def _result_line(point: PointState, constraints: SweepConstraints) -> str:
     f = point.figures
     assert f is not None
-    text = (
-        f"{_fps(f.throughput_fps)} FPS, median {_ms(f.latency_median_ms)} ms, "
-        f"p99 {_ms(f.latency_p99_ms)} ms, verdict {f.verdict or '-'}"
-    )
     broken = violations(f, constraints)
+    return figures_line(f.throughput_fps, f.latency_median_ms, f.latency_p99_ms, f.verdict, broken)
+
+
+def figures_line(
+    throughput_fps: float | None,
+    median_ms: float | None,
+    p99_ms: float | None,
+    verdict: str | None,
+    broken: Sequence[str],
+) -> str:
+    """`812.3 FPS, median 1.2345 ms, p99 2.3456 ms, verdict stable; breaks ...`"""
+    text = (
+        f"{_fps(throughput_fps)} FPS, median {_ms(median_ms)} ms, "
+        f"p99 {_ms(p99_ms)} ms, verdict {verdict or '-'}"
+    )
     return text + (f"; breaks {'; '.join(broken)}" if broken else "")
 
 
@@ -320,7 +343,7 @@ def _shorten(text: str, width: int = _NOTE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _table(rows: Sequence[PointRead], axes: Sequence[str]) -> list[str]:
+def table(rows: Sequence[PointRead], axes: Sequence[str]) -> list[str]:
     """The points as fixed-width lines: numbers right-aligned, text left-aligned."""
     header = ["#", *axes, "status", "throughput FPS", "median ms", "p99 ms", "verdict"]
     header += ["meets", "pareto", "note"]
@@ -362,15 +385,16 @@ def _constraints_text(args: argparse.Namespace) -> str:
     return ", ".join(parts)
 
 
-def _print_text(
+def print_text(
     rows: Sequence[PointRead],
     axes: Sequence[str],
     summary: SweepSummary,
-    points: Sequence[PointState],
-    wall_time_s: float,
+    timing_s: tuple[float, float, float],
     interrupted: bool,
 ) -> None:
-    for line in _table(rows, axes):
+    """The table, the best point (or the closest), the Pareto front, the notes and the
+    timing: (wall, measured, setup) seconds."""
+    for line in table(rows, axes):
         print(line)
     if summary.best is not None:
         print(f"[ INFO ] {summary.message}")
@@ -383,9 +407,7 @@ def _print_text(
         print(f"[ INFO ] Pareto front (throughput against {summary.pareto_metric}): {front}")
     for note in summary.notes:
         print(f"[ INFO ] {note}")
-    figures = [p.figures for p in points if p.figures is not None]
-    measured_s = sum(f.measured_s for f in figures)
-    setup_s = sum(f.setup_s for f in figures)
+    wall_time_s, measured_s, setup_s = timing_s
     print(
         f"[ INFO ] Sweep wall time: {wall_time_s:.2f} s "
         f"(measured {measured_s:.2f} s, setup {setup_s:.2f} s)"
@@ -439,6 +461,10 @@ def sweep_main(argv: Sequence[str]) -> int:
         print("[ INFO ] -api async: nireq is swept, and the sync API runs one request", file=out)
     if constraints_text := _constraints_text(args):
         print(f"[ INFO ] Constraints: {constraints_text}", file=out)
+    if args.server is not None:
+        from app.cli_sweep_remote import remote_sweep
+
+        return remote_sweep(args, parser, given, grid, constraints, chose_async)
 
     handler = logging.StreamHandler(out)
     handler.setFormatter(logging.Formatter("[ %(levelname)s ] %(message)s"))
@@ -480,7 +506,13 @@ def sweep_main(argv: Sequence[str]) -> int:
         }
         print(json.dumps(payload, indent=2))
     else:
-        _print_text(rows, list(grid), summary, points, wall_time_s, interrupted)
+        figures = [p.figures for p in points if p.figures is not None]
+        timing = (
+            wall_time_s,
+            sum(f.measured_s for f in figures),
+            sum(f.setup_s for f in figures),
+        )
+        print_text(rows, list(grid), summary, timing, interrupted)
     if interrupted:
         return 130
     return 0 if any(p.status == "succeeded" for p in points) else 1
