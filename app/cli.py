@@ -10,45 +10,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO, get_args
+from typing import get_args
 
 from app import cli_rerun
 from app.cli_report import print_report
+from app.cli_report_files import check_report_folder, str2bool, write_report_files
 from app.engine.defaults import RUN_OPTIONS
 from app.engine.errors import EngineError
 from app.engine.integrity import HostGuardRules
 from app.engine.report_formats import (
     COUNTER_REPORT_TYPES,
     REPORT_TYPES,
-    ReportLayout,
-    benchmark_app_files,
-    parse_command_line,
 )
 from app.engine.spec import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     Api,
-    BenchmarkResult,
     BenchmarkSpec,
     Hint,
     Pin,
 )
 
 logger = logging.getLogger("ovbench")
-
-
-def _str2bool(text: str) -> bool:
-    """benchmark_app's flags that take an optional boolean: `-json_stats`, `-json_stats false`."""
-    if text.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if text.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"boolean value expected, got {text!r}")
 
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
@@ -246,7 +232,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         "--json_stats",
         "--json-stats",
         dest="json_stats",
-        type=_str2bool,
+        type=str2bool,
         metavar="BOOL",
         nargs="?",
         const=True,
@@ -321,7 +307,7 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
             )
     else:
         try:
-            _check_report_folder(args.report_folder)
+            check_report_folder(args.report_folder)
         except OSError as exc:
             print(
                 f"[ ERROR ] -report_folder {args.report_folder!r}: the report files cannot be "
@@ -363,49 +349,12 @@ def run_main(argv: Sequence[str], prog: str = "ovbench run") -> int:
             print(f"[ WARNING ] {warning}", file=sys.stderr)
     code = 0
     if args.report_type is not None:
-        code = _write_report_files(result, args, argv, out)
+        code = write_report_files(result, args, argv, out)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
         print_report(result)
     return code
-
-
-def _check_report_folder(folder: str) -> None:
-    """Create the report folder and make sure a file can be written there (OSError if not):
-    before the run, where benchmark_app finds out after it."""
-    path = Path(folder or ".")
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=path):
-        pass
-
-
-def _write_report_files(
-    result: BenchmarkResult, args: argparse.Namespace, argv: Sequence[str], out: TextIO
-) -> int:
-    """benchmark_app's report files for `-report_type`, with its `[ INFO ]` lines; 1 when
-    they cannot be written (the result is still printed)."""
-    layout: ReportLayout = "json" if args.json_stats else "csv"
-    files = benchmark_app_files(result, args.report_type, layout, parse_command_line(argv))
-    if args.report_type in COUNTER_REPORT_TYPES and not result.perf_counters:
-        print("[ INFO ] Performance counters are empty. No reports are dumped.", file=out)
-    if args.report_type == "detailed_counters" and result.config.nireq > 1:
-        print(
-            f"[ WARNING ] ovbench keeps each layer's times averaged over the "
-            f"{result.config.nireq} infer requests: the detailed counters report has one "
-            "block, their average (benchmark_app writes one per request).",
-            file=out,
-        )
-    for file in files:
-        path = os.path.join(args.report_folder, file.name)
-        try:
-            Path(path).write_text(file.text, encoding="utf-8")
-        except OSError as exc:
-            print(f"[ ERROR ] Cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        kind = "Statistics" if file.name.startswith("benchmark_report.") else "Performance counters"
-        print(f"[ INFO ] {kind} report is stored to {path}", file=out)
-    return 0
 
 
 def devices_main(argv: Sequence[str]) -> int:

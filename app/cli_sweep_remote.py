@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.cli_remote import REFUSED, connect, print_api_error, upload_model_and_inputs
-from app.cli_sweep import figures_line, print_text
+from app.cli_sweep_report import figures_line, print_text
 from app.engine.defaults import RUN_OPTIONS
 from app.engine.sweep import DECIDED, SweepConstraints
 
