@@ -364,20 +364,54 @@ class Agent:
                 return Outcome("cancelled", error_code="cancelled", error_message=CANCEL_MESSAGE)
             time.sleep(min(self.settings.progress_interval_s, max(0.0, duration_s - elapsed)))
         elapsed = time.monotonic() - started
-        return Outcome(
-            "succeeded",
-            result={
-                "status": "completed",
-                "simulated": True,
-                "device": options.device,
-                "api": options.api,
-                "throughput_fps": 0.0,
-                "iterations": 0,
-                "duration_ms": elapsed * 1000,
-                "latency_ms": None,
-                "host": {"name": self.name, "pid": os.getpid()},
-            },
+        return Outcome("succeeded", result=self._simulated_result(options, duration_s, elapsed))
+
+    def _simulated_result(
+        self, options: Any, duration_s: float, elapsed_s: float
+    ) -> dict[str, Any]:
+        """A BenchmarkResult that says it is simulated (no inference ran): the API's
+        wire model reads it as any other result."""
+        from datetime import UTC, datetime
+
+        from app.engine.spec import BenchmarkResult, EffectiveConfig, ModelDescription
+
+        result = BenchmarkResult(
+            status="completed",
+            api=options.api,
+            device=options.device,
+            device_full_name="simulated (OVBENCH_AGENT_SIMULATE)",
+            openvino_version="none (simulated)",
+            ovbench_version="simulated",
+            started_at=datetime.now(UTC).isoformat(),
+            throughput_fps=0.0,
+            latency_ms=None,
+            iterations=0,
+            duration_ms=elapsed_s * 1000,
+            first_inference_ms=0.0,
+            read_model_ms=0.0,
+            reshape_ms=None,
+            compile_ms=0.0,
+            limits={"niter": options.niter, "duration_s": duration_s},
+            config=EffectiveConfig(
+                hint=None,
+                nstreams=None,
+                nireq=1,
+                nthreads=None,
+                pin=None,
+                inference_precision=None,
+                batch_size=1,
+                requested={},
+                properties={},
+            ),
+            model=ModelDescription(
+                name="simulated", format="none", files=[], inputs=[], outputs=[]
+            ),
+            inputs=[],
+            timeline=[],
+            warnings=["Simulated run (OVBENCH_AGENT_SIMULATE): it slept, no inference ran"],
+            host={"name": self.name, "pid": os.getpid()},
         )
+        return result.model_dump(mode="json")
 
 
 def _why(outcome: Outcome) -> str:
