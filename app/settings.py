@@ -213,6 +213,36 @@ class Settings(BaseSettings):
         gt=0,
         description="Fleet mode: a queued job whose host is idle this long after its publish is published again",
     )
+    webhook_allow: str = Field(
+        default="",
+        description="Webhooks: the hosts a callback_url may name, comma-separated host names or "
+        "host:port (empty: none, and a callback_url is refused with 422)",
+    )
+    webhook_secret: str = Field(
+        default="",
+        repr=False,
+        exclude=True,  # off the worker's command line: only the API process signs
+        description="Webhooks: HMAC-SHA256 key of X-Ovbench-Signature (empty: deliveries are "
+        "sent unsigned)",
+    )
+    webhook_retry_for_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Webhooks: how long after the job's end a delivery is retried before it "
+        "is given up (state failed)",
+    )
+    webhook_first_retry_s: float = Field(
+        default=1.0, gt=0, description="Webhooks: the first retry's delay; it doubles per attempt"
+    )
+    webhook_max_retry_s: float = Field(
+        default=600.0, gt=0, description="Webhooks: the longest delay between two attempts"
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Webhooks: one attempt's timeout (connect and read)"
+    )
+    webhook_poll_interval_s: float = Field(
+        default=0.25, gt=0, description="Webhooks: how often the sender looks for due deliveries"
+    )
     fault: str = Field(
         default="", description="Tests only: fault points to arm, comma-separated (app/faults.py)"
     )
@@ -226,7 +256,7 @@ class Settings(BaseSettings):
                 value = "(set, hidden)"
             if name in ("database_url", "broker_url") and value:
                 value = _without_password(value)
-            if name == "agent_tokens" and value:
+            if name in ("agent_tokens", "webhook_secret") and value:
                 value = "(set, hidden)"
             if isinstance(value, BaseModel):  # nested: one variable per field, NAME__FIELD
                 for sub, sub_field in type(value).model_fields.items():
@@ -278,6 +308,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"{ENV_PREFIX}AGENT_TOKENS: two hosts share one token")
             tokens[token] = name
         return tokens
+
+    def webhook_allow_list(self) -> list[str]:
+        """The allowed callback hosts (`host` or `host:port`), lower-cased."""
+        return [h.strip().lower() for h in self.webhook_allow.split(",") if h.strip()]
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -5,6 +5,9 @@ updates running or queued jobs), so its JSON can be reused as long as the job ex
 read still asks the store which jobs exist and their status, so a deleted job is never
 served, and queued or running jobs are always read fresh.
 
+A finished job's webhook deliveries (`deliveries`) still change after its end: its JSON is
+cached only once every delivery is final (delivered or failed), or when it has none.
+
 `resolved_params` is computed on every build from the stored params and the settings'
 `default_duration_s` (fixed for the life of the app), so a cached body stays right.
 """
@@ -15,11 +18,19 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.api.schemas import JobErrorRead, JobParams, JobRead, ProgressRead, ResolvedParams
+from app.api.schemas import (
+    DeliveryRead,
+    JobErrorRead,
+    JobParams,
+    JobRead,
+    ProgressRead,
+    ResolvedParams,
+)
 from app.engine.defaults import resolve_options
 from app.engine.spec import BenchmarkResult
 from app.store import Store
-from app.store.tables import JobRow
+from app.store.deliveries import FINAL_DELIVERY_STATES
+from app.store.tables import DeliveryRow, JobRow
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -72,8 +83,10 @@ def job_read(
     row: JobRow,
     queue_position: int | None,
     default_duration_s: Mapping[str, float],
+    deliveries: Sequence[DeliveryRow] = (),
 ) -> JobRead:
-    """The one place a job row becomes its wire view (`default_duration_s`: the settings')."""
+    """The one place a job row becomes its wire view (`default_duration_s`: the settings';
+    `deliveries`: its webhook deliveries, store.deliveries.for_subjects)."""
     error = None
     if row.error_code is not None and row.status in ("failed", "cancelled"):
         error = JobErrorRead(code=row.error_code, message=row.error_message or "")
@@ -98,7 +111,37 @@ def job_read(
         ),
         result=None if row.result is None else BenchmarkResult.model_validate(row.result),
         error=error,
+        deliveries=[delivery_read(d) for d in deliveries],
     )
+
+
+def delivery_read(row: DeliveryRow) -> DeliveryRead:
+    return DeliveryRead(
+        id=row.id,
+        event=row.event,
+        url=row.url,
+        state=row.state,  # type: ignore[arg-type]
+        attempts=row.attempts,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at if row.state == "pending" else None,
+        delivered_at=row.delivered_at,
+    )
+
+
+def webhook_body(
+    store: Store, default_duration_s: Mapping[str, float], kind: str, ref: str
+) -> bytes:
+    """The body of a webhook delivery (app.services.webhooks builds it through this, handed in
+    by create_app): a job's JSON as GET /jobs/{id} returns it once it ended, without its
+    `deliveries` (they change as this very delivery goes); a sweep's as GET /sweeps/{id}.
+    NotFoundError when it was deleted."""
+    if kind == "sweep":
+        from app.services.sweeps import sweep_read
+
+        return sweep_read(store, store.sweeps.get(ref)).model_dump_json().encode()
+    row = store.jobs.get(ref)
+    return job_read(row, None, default_duration_s).model_dump_json(exclude={"deliveries"}).encode()
 
 
 def jobs_json(
@@ -114,9 +157,12 @@ def jobs_json(
             bodies[job_id] = cached
     rows = store.jobs.get_many([job_id for job_id, _ in heads if job_id not in bodies])
     positions = store.jobs.queue_positions(rows)
+    deliveries = store.deliveries.for_subjects([row.id for row in rows])
     for row in rows:
-        body = job_read(row, positions.get(row.id), default_duration_s).model_dump_json().encode()
-        if row.status in FINAL_STATUSES:
+        own = deliveries.get(row.id, [])
+        view = job_read(row, positions.get(row.id), default_duration_s, own)
+        body = view.model_dump_json().encode()
+        if row.status in FINAL_STATUSES and all(d.state in FINAL_DELIVERY_STATES for d in own):
             cache.put(row.id, body)
         bodies[row.id] = body
     # A job deleted between the two reads is left out.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -111,6 +112,20 @@ def per_input_layouts(text: str) -> list[tuple[str, str]] | None:
         return None
 
 
+def check_callback_syntax(url: str) -> tuple[str, int]:
+    """(host, port) of an http(s) URL with a host, else ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("callback_url must be an http:// or https:// URL with a host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValueError(f"callback_url has a bad port: {exc}") from exc
+    if parts.username or parts.password:
+        raise ValueError("callback_url must not carry credentials (user:password@)")
+    return parts.hostname.lower(), port
+
+
 class JobCreate(BaseModel):
     """A benchmark run: benchmark_app's knobs, for an uploaded model (and dataset)."""
 
@@ -202,6 +217,21 @@ class JobCreate(BaseModel):
         description='Fleet mode: only hosts with all these labels, e.g. {"sku": "xeon-6448"}',
     )
 
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Webhook: POSTed the final JobRead (a sweep: its SweepRead) when it ends, "
+        "signed (README: Webhooks); its host must be in the server's OVBENCH_WEBHOOK_ALLOW",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_is_http(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_callback_syntax(value)
+        return value
+
     @field_validator("shape", "data_shape")
     @classmethod
     def _shape_parses(cls, value: str | None) -> str | None:
@@ -252,6 +282,23 @@ class ResolvedParams(ResolvedOptions):
     gpu_config: str | None
 
 
+class DeliveryRead(BaseModel):
+    """A webhook delivery of the job's end (README: Webhooks)."""
+
+    id: str = Field(description="X-Ovbench-Delivery: the same on every retry")
+    event: str = Field(description="X-Ovbench-Event, e.g. job.succeeded")
+    url: str
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="failed: given up after OVBENCH_WEBHOOK_RETRY_FOR_S, or the host is no "
+        "longer allowed"
+    )
+    attempts: int
+    last_status_code: int | None = Field(description="The receiver's last HTTP status")
+    last_error: str | None = Field(description="Why the last attempt failed")
+    next_attempt_at: datetime | None = Field(description="null unless pending")
+    delivered_at: datetime | None
+
+
 class JobRead(BaseModel):
     id: str
     status: JobStatus
@@ -281,6 +328,10 @@ class JobRead(BaseModel):
         "done, and for a failed job"
     )
     error: JobErrorRead | None
+    deliveries: list[DeliveryRead] = Field(
+        default_factory=list,
+        description="Webhook deliveries of its end (callback_url); not part of the delivered body",
+    )
 
 
 class ModelFileRead(BaseModel):

@@ -24,6 +24,7 @@ from app.dispatch import Dispatcher
 from app.engine.spec import PortInfo
 from app.errors import ValidationError, describe_validation, validation_details
 from app.services.ingest import ingest_dataset, ingest_model
+from app.services.webhooks import check_callback_url
 from app.settings import Settings
 from app.store import Store
 from app.store.blobs import StagedFile
@@ -180,6 +181,7 @@ def validate_job(
     if dispatcher is not None:
         dispatcher.place(job.device, job.host, job.host_labels)
     check_job_files(job, settings)  # extension libraries / GPU configs: admin's dir only
+    check_callback_url(job.callback_url, settings)  # OVBENCH_WEBHOOK_ALLOW's hosts only
     if model_known and any(getattr(job, field) is not None for field in PER_INPUT_FIELDS):
         check_model_inputs(job, model_inputs(store.catalog.get_model(job.model_id)))
     return job

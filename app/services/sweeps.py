@@ -27,6 +27,7 @@ from app.engine.sweep import SWEEP_AXES, SweepConstraints, expand, label
 from app.engine.sweep_summary import point_reads, summarize
 from app.errors import ValidationError, describe_validation, validation_details
 from app.services.jobs import validate_job
+from app.services.webhooks import check_callback_url
 from app.settings import Settings
 from app.store import Store
 from app.store.sweeps import FINISHED_SWEEP_STATUSES, point_states
@@ -93,7 +94,7 @@ def _point_params(
     base = sweep.model_dump(
         mode="json",
         exclude_none=True,
-        exclude={"grid", "strategy", "objective", "constraints", "min_gain"},
+        exclude={"grid", "strategy", "objective", "constraints", "min_gain", "callback_url"},
         exclude_unset=False,
     )
     points: list[dict[str, Any]] = []
@@ -160,6 +161,7 @@ def create_sweep(
         store.catalog.get_dataset(sweep.dataset_id)
     axes = sweep.grid.axes()
     _check_grid(sweep, axes, settings)
+    check_callback_url(sweep.callback_url, settings)  # the sweep's own, not its points'
     points = _point_params(sweep, axes, store, settings, dispatcher)
     estimate = _estimate(points, sweep.repeats, settings)
     limit_s = settings.sweep_max_hours * 3600
@@ -185,6 +187,7 @@ def create_sweep(
         "constraints": sweep.constraints.model_dump(exclude_none=True),
         "min_gain": sweep.min_gain,
         "estimate": estimate.model_dump(),
+        **({"callback_url": sweep.callback_url} if sweep.callback_url else {}),
     }
     with dispatcher.placing():
         row, jobs = store.sweeps.create(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.spec import Progress
 from app.errors import ConflictError, NotFoundError, QueueFullError, ValidationError
+from app.store.deliveries import delivery_row
 from app.store.tables import (
     FINISHED_STATUSES,
     DatasetRow,
@@ -56,6 +58,15 @@ def queued_job_row(
         rerun_of=rerun_of,
         sweep_id=sweep_id,
     )
+
+
+def _add_delivery(s: Session, job_id: str, status: str, now: datetime) -> None:
+    """In the session that just ended job `job_id` as `status`: its webhook delivery, when
+    it was submitted with a `callback_url` (committed with the end, or not at all)."""
+    params = s.scalar(select(JobRow.params).where(JobRow.id == job_id))
+    url = (params or {}).get("callback_url")
+    if url:
+        s.add(delivery_row("job", job_id, status, url, now))
 
 
 class Jobs:
@@ -271,6 +282,7 @@ class Jobs:
                 )
             )
             if done.rowcount == 1:  # type: ignore[attr-defined]
+                _add_delivery(s, job_id, "cancelled", now)
                 s.commit()
                 logger.info("job %s cancelled while queued", job_id)
                 self._ended(job_id, look_up=True)
@@ -407,7 +419,11 @@ class Jobs:
     def _finish(
         self, job_id: str, status: str, values: dict[str, Any], host: str | None = None
     ) -> bool:
-        """running -> `status` (with `host`: only while it runs on that host)."""
+        """running -> `status` (with `host`: only while it runs on that host), and its webhook
+        delivery when it has a `callback_url`, in the same transaction.
+
+        Every end of a running job comes here (worker, supervisor, fleet agents, start-up);
+        the ends of queued jobs (`request_cancel`, `fail_queued`) add theirs likewise."""
         now = utcnow()
         conditions = [JobRow.id == job_id, JobRow.status == "running"]
         if host is not None:
@@ -422,6 +438,8 @@ class Jobs:
                 .where(*conditions)
                 .values(status=status, finished_at=now, run_duration_s=run_s, **values)
             )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                _add_delivery(s, job_id, status, now)
             s.commit()
         ended: bool = done.rowcount == 1  # type: ignore[attr-defined]
         if ended:
@@ -493,14 +511,15 @@ class Jobs:
 
     def fail_queued(self, job_id: str, code: str, message: str) -> bool:
         """queued -> failed (fleet: its host never came to start it)."""
+        now = utcnow()
         with self.session() as s:
             done = s.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.status == "queued")
-                .values(
-                    status="failed", finished_at=utcnow(), error_code=code, error_message=message
-                )
+                .values(status="failed", finished_at=now, error_code=code, error_message=message)
             )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                _add_delivery(s, job_id, "failed", now)
             s.commit()
         if done.rowcount == 1:  # type: ignore[attr-defined]
             logger.info("job %s failed while queued [%s]: %s", job_id, code, message)

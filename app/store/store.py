@@ -4,7 +4,7 @@ One data dir: the database (SQLAlchemy + Alembic: the SQLite file `ovbench.db` i
 dir, or the one `database_url` names, e.g. PostgreSQL) and the content-addressed files, with
 one repository per aggregate: `catalog` (models, datasets and their files, catalog.py),
 `jobs` (the queue and every job's state, jobs.py; `job_stats`, its figures for /metrics,
-job_stats.py), `sweeps` (grids of jobs, sweeps.py), `workers` (the local worker slot and its devices, workers.py) and `hosts`
+job_stats.py), `sweeps` (grids of jobs, sweeps.py), `deliveries` (the webhook outbox, deliveries.py), `workers` (the local worker slot and its devices, workers.py) and `hosts`
 (fleet mode's device hosts, hosts.py).
 """
 
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.store.blobs import BlobStore
 from app.store.catalog import Catalog
 from app.store.database import PLACEMENT_LOCK_KEY, SERVE_LOCK_KEY, make_engine, migrate
+from app.store.deliveries import Deliveries
 from app.store.hosts import Hosts
 from app.store.job_stats import JobStats
 from app.store.jobs import Jobs
@@ -57,6 +58,7 @@ class Store:
         self.job_stats = JobStats(self._sessions)
         self.hosts = Hosts(self._sessions)
         self.workers = Workers(self._sessions)
+        self.deliveries = Deliveries(self._sessions)
 
     def migrate(self) -> None:
         migrate(self.engine)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.sweep import PointState, SweepConstraints, decide, figures_of, sweep_status
 from app.errors import ConflictError, NotFoundError, QueueFullError
+from app.store.deliveries import delivery_row
 from app.store.jobs import queued_job_row
 from app.store.tables import JobRow, SweepRow, new_id, utcnow
 
@@ -216,6 +217,9 @@ class Sweeps:
                     s.rollback()  # another process advanced it first: read again
                     continue
                 s.add_all(jobs)
+                url = row.params.get("callback_url")
+                if url and row.status in FINISHED_SWEEP_STATUSES:  # it ends here: its webhook
+                    s.add(delivery_row("sweep", sweep_id, row.status, url, utcnow()))
                 s.commit()
             if jobs:
                 logger.info("sweep %s: %d more points queued", sweep_id, len(jobs))

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     text,
@@ -173,6 +174,39 @@ class SweepRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class DeliveryRow(Base):
+    """A webhook delivery (the outbox): written in the transaction that ends its job or
+    sweep, sent and retried by the API's sender until delivered or given up (`failed`).
+
+    `next_attempt_at` is also the lease: a sender claims a due row by moving it forward
+    (conditional on the value it read and on `claim_token`), so a sender that dies mid-call
+    leaves the row due again when the lease runs out. `body` is built at the first attempt
+    and kept, so every retry sends the same bytes.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(8))  # job | sweep
+    subject_id: Mapped[str] = mapped_column(String(32), index=True)
+    event: Mapped[str] = mapped_column(String(32))  # job.succeeded, sweep.failed ...
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_deliveries_state_next", "state", "next_attempt_at"),)
 
 
 class DeviceRow(Base):

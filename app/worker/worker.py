@@ -40,8 +40,9 @@ CANCEL_POLL_INTERVAL_S = 0.25
 HEARTBEAT_INTERVAL_S = 1.0
 SHUTDOWN_MESSAGE = "Cancelled: the service shut down while the job was running"
 CANCEL_MESSAGE = "Cancelled on request"
-# A job's params that say what to run and where, not how: never passed to the engine.
-NOT_RUN_OPTIONS = frozenset({"model_id", "dataset_id", "host", "host_labels"})
+# A job's params that say what to run, where and whom to tell, not how: never passed to the
+# engine.
+NOT_RUN_OPTIONS = frozenset({"model_id", "dataset_id", "host", "host_labels", "callback_url"})
 
 
 def build_spec(store: Store, job: JobRow, settings: Settings) -> BenchmarkSpec:

@@ -24,7 +24,7 @@ def test_migrations_create_every_table_and_are_idempotent(store: Store) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"models", "datasets", "jobs", "devices", "workers", "alembic_version"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_state_survives_reopening_the_data_dir(

@@ -23,7 +23,7 @@ from app.store.tables import ModelRow, new_id, utcnow
 from tests.servers import PostgresServer
 from tests.store.conftest import job_params
 
-TABLES = {"models", "datasets", "jobs", "devices", "workers", "hosts", "sweeps"}
+TABLES = {"models", "datasets", "jobs", "devices", "workers", "hosts", "sweeps", "deliveries"}
 
 
 def _alembic(store: Store, revision: str, downgrade: bool = False) -> None:
@@ -61,7 +61,7 @@ def test_migrations_from_an_empty_database_to_head_and_back(
     schema = inspect(store.engine)
     assert set(schema.get_table_names()) == {*TABLES, "alembic_version"}
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
     columns = {c["name"]: c["type"] for c in schema.get_columns("jobs")}
     assert isinstance(columns["params"], JSON) and isinstance(columns["result"], JSON)
     assert isinstance(columns["progress_iterations"], BigInteger)

@@ -114,7 +114,13 @@ JOB_CREATE_BODY: dict[str, Any] = {
 
 def _job_reads(store: Store, rows: Sequence[JobRow], settings: Settings) -> list[JobRead]:
     positions = store.jobs.queue_positions(rows)
-    return [job_read(row, positions.get(row.id), settings.default_duration_s) for row in rows]
+    deliveries = store.deliveries.for_subjects([row.id for row in rows])
+    return [
+        job_read(
+            row, positions.get(row.id), settings.default_duration_s, deliveries.get(row.id, ())
+        )
+        for row in rows
+    ]
 
 
 IdempotencyKey = Annotated[
