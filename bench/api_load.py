@@ -19,17 +19,31 @@ Prints per pair the two throughputs and the perturbation, the API's p50/p99 late
 requests/s and the CPU accounting, then medians.
 Targets: API p99 < 50 ms; median throughput perturbation < 3%.
 
-    .venv/bin/python bench/api_load.py [--pairs 5] [--clients 32] [--duration-s 10] [--interval-s 0.5]
+`--sse`: beside each pair's quiet and polled runs, a third run of the same job while 32
+clients follow it with server-sent events (`GET /jobs/{id}/events`) instead of polling, in
+A B C / C B A order. It prints that run's throughput perturbation against the quiet run, the
+API's CPU share of the host, and the event lag: when the worker's progress commit happened
+(this script watches the store's WAL file with inotify and reads the job's progress right
+after each write: the commit's time within a fraction of a millisecond) to when each client
+received the event carrying that progress. Targets: API CPU < 0.3% of the host, lag p99 <
+100 ms.
+
+    .venv/bin/python bench/api_load.py [--pairs 5] [--clients 32] [--duration-s 10] [--interval-s 0.5] [--sse]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import json
 import os
+import sqlite3
 import statistics
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from _service import Service, async_job, sample_model
@@ -174,6 +188,124 @@ async def _loaded_run(
     )
 
 
+IN_MODIFY = 0x2
+
+
+class _CommitWatch:
+    """When each progress value of a job was committed: a thread woken by inotify on every
+    write to the store's WAL file reads the job's progress and notes the first time it saw
+    each `progress_iterations` (time.monotonic)."""
+
+    def __init__(self, data_dir: Path, job_id: str) -> None:
+        self.db = data_dir / "ovbench.db"
+        self.job_id = job_id
+        self.committed_s: dict[int, float] = {}
+        self._libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK)
+        wal = str(self.db) + "-wal"
+        if self._fd < 0 or self._libc.inotify_add_watch(self._fd, wal.encode(), IN_MODIFY) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify on {wal}")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="commit-watch", daemon=True)
+
+    def __enter__(self) -> _CommitWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        os.close(self._fd)
+
+    def _run(self) -> None:
+        import select
+
+        connection = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        last: int | None = None
+        try:
+            while not self._stop.is_set():
+                if not poller.poll(100):
+                    continue
+                try:
+                    os.read(self._fd, 65536)
+                except BlockingIOError:
+                    continue
+                # The WAL write comes before the wal-index update that makes the commit
+                # visible: read again for up to 20 ms until the progress moves.
+                deadline = time.monotonic() + 0.02
+                while True:
+                    now = time.monotonic()
+                    row = connection.execute(
+                        "SELECT progress_iterations FROM jobs WHERE id = ?", (self.job_id,)
+                    ).fetchone()
+                    iterations = None if row is None else int(row[0])
+                    if iterations != last or now > deadline:
+                        break
+                    time.sleep(0.0005)
+                if iterations is not None and iterations != last:
+                    self.committed_s.setdefault(iterations, now)
+                    last = iterations
+        finally:
+            connection.close()
+
+
+async def _follow(
+    port: int, job_id: str, arrivals: list[tuple[int, float]], ready: asyncio.Event
+) -> str:
+    """One SSE client of GET /jobs/{id}/events on asyncio streams: (iterations, arrival time)
+    of every running event; the job's final status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if int(head.split(b" ", 2)[1]) != 200 or b"chunked" not in head.lower():
+        raise RuntimeError(f"GET /jobs/{job_id}/events: {head!r}")
+    ready.set()
+    status = ""
+    try:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            arrived = time.monotonic()
+            if size == 0:
+                return status
+            for line in chunk.split(b"\n"):
+                if line.startswith(b'data: {"id"'):
+                    job = json.loads(line[6:])
+                    status = job["status"]
+                    if status == "running":
+                        arrivals.append((job["progress"]["iterations"], arrived))
+    finally:
+        writer.close()
+
+
+async def _sse_run(
+    svc: Service, body: dict[str, Any], clients: int, meter: _CpuMeter
+) -> tuple[float, list[float], dict[str, float]]:
+    """The job followed by `clients` SSE streams: (throughput, lags in ms, CPU)."""
+    job_id = svc.submit(body)
+    arrivals: list[tuple[int, float]] = []
+    with _CommitWatch(svc.data_dir, job_id) as watch:
+        readies = [asyncio.Event() for _ in range(clients)]
+        tasks = [asyncio.create_task(_follow(svc.port, job_id, arrivals, r)) for r in readies]
+        await asyncio.gather(*(ready.wait() for ready in readies))
+        while svc.client.get(f"/jobs/{job_id}").json()["status"] == "queued":
+            await asyncio.sleep(0.05)
+        meter.start()
+        statuses = await asyncio.gather(*tasks)
+        cpu = meter.stop()
+    if set(statuses) != {"succeeded"}:
+        raise RuntimeError(f"SSE job ended {statuses}")
+    job = svc.client.get(f"/jobs/{job_id}").json()
+    lags_ms = sorted(
+        1000 * (arrived - watch.committed_s[iterations])
+        for iterations, arrived in arrivals
+        if iterations > 0 and iterations in watch.committed_s
+    )
+    return float(job["result"]["throughput_fps"]), lags_ms, cpu
+
+
 def _quiet_run(
     svc: Service, body: dict[str, Any], meter: _CpuMeter
 ) -> tuple[float, dict[str, float]]:
@@ -210,6 +342,11 @@ def main() -> int:
         default=0,
         help="nice for this load generator, which stands in for remote clients but shares the CPU",
     )
+    parser.add_argument(
+        "--sse",
+        action="store_true",
+        help="Also run the job followed by the clients as server-sent events (A B C / C B A)",
+    )
     args = parser.parse_args()
     xml = sample_model("resnet50")
     cores = os.cpu_count() or 1
@@ -219,6 +356,11 @@ def main() -> int:
     )
     body = async_job(args.duration_s)
     perturbations, p50s, p99s, rates, costs = [], [], [], [], []
+    poll_shares: list[float] = []
+    sse_perturbations: list[float] = []
+    sse_shares: list[float] = []
+    sse_lags_ms: list[float] = []
+    sse_lines: list[str] = []
     env = {} if args.api_nice is None else {"OVBENCH_API_NICE": str(args.api_nice)}
     with Service(env=env) as svc:
         os.nice(args.client_nice)  # after starting the service: the service keeps its own priority
@@ -232,6 +374,8 @@ def main() -> int:
         )
         for pair in range(1, args.pairs + 1):
             loaded_first = pair % 2 == 0  # A B, B A, ...
+            if args.sse and loaded_first:
+                sse = asyncio.run(_sse_run(svc, body, args.clients, meter))
             if loaded_first:
                 loaded, latencies, rate, loaded_cpu = asyncio.run(
                     _loaded_run(svc, body, args.clients, args.interval_s, meter)
@@ -240,6 +384,23 @@ def main() -> int:
             if not loaded_first:
                 loaded, latencies, rate, loaded_cpu = asyncio.run(
                     _loaded_run(svc, body, args.clients, args.interval_s, meter)
+                )
+            if args.sse and not loaded_first:
+                sse = asyncio.run(_sse_run(svc, body, args.clients, meter))
+            poll_shares.append(loaded_cpu["api_cpu_s"] / loaded_cpu["wall_s"] / cores)
+            if args.sse:
+                sse_fps, lags, sse_cpu = sse
+                share = sse_cpu["api_cpu_s"] / sse_cpu["wall_s"] / cores
+                sse_perturbations.append(1 - sse_fps / quiet)
+                sse_shares.append(share)
+                sse_lags_ms += lags
+                sse_lines.append(
+                    f"{pair:>4} {quiet:>10.2f} {sse_fps:>8.2f} {1 - sse_fps / quiet:>8.1%} "
+                    f"{share:>15.3%} {poll_shares[-1]:>16.3%} "
+                    f"{quiet_cpu['api_cpu_s'] / quiet_cpu['wall_s'] / cores:>17.3%} {len(lags):>7} "
+                    f"{_percentile(lags, 50) if lags else float('nan'):>12.1f} "
+                    f"{_percentile(lags, 99) if lags else float('nan'):>12.1f} "
+                    f"{max(lags, default=float('nan')):>12.1f}"
                 )
             perturbation = 1 - loaded / quiet
             p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
@@ -262,6 +423,22 @@ def main() -> int:
                 flush=True,
             )
     med_perturb, med_p99 = statistics.median(perturbations), statistics.median(p99s)
+    if args.sse:
+        print(
+            f"\nserver-sent events: {args.clients} clients on GET /jobs/{{id}}/events\n"
+            f"{'pair':>4} {'quiet fps':>10} {'sse fps':>8} {'perturb':>8} "
+            f"{'api cpu (sse)':>15} {'api cpu (poll)':>16} {'api cpu (quiet)':>17} {'events':>7} "
+            f"{'lag p50 ms':>12} {'lag p99 ms':>12} {'lag max ms':>12}"
+        )
+        print("\n".join(sse_lines))
+        lags = sorted(sse_lags_ms)
+        print(
+            f"median: SSE perturbation {statistics.median(sse_perturbations):.1%}; API CPU "
+            f"{statistics.median(sse_shares):.3%} of the host with SSE (target < 0.3%) vs "
+            f"{statistics.median(poll_shares):.3%} polling every {args.interval_s:g} s; event "
+            f"lag over {len(lags)} events: median {_percentile(lags, 50):.1f} ms, p99 "
+            f"{_percentile(lags, 99):.1f} ms (target < 100 ms), max {lags[-1]:.1f} ms"
+        )
     print(
         f"median: perturbation {med_perturb:.1%} (target < 3%) {'PASS' if med_perturb < 0.03 else 'FAIL'}; "
         f"API p50 {statistics.median(p50s):.2f} ms, p99 {med_p99:.2f} ms (target < 50 ms) "
