@@ -16,7 +16,7 @@ DATA_DIR ?=
 # unless DATA_DIR or OVBENCH_DATA_DIR say otherwise).
 MODELS_DIR ?= $(or $(DATA_DIR),$(OVBENCH_DATA_DIR),./var)/sample-models
 
-.PHONY: install lint format servers test serve models bench clean fleet-demo
+.PHONY: install lint format servers browser test serve models bench clean fleet-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,12 @@ format: install
 servers:
 	@bash .ci/servers-prepare.sh || [ "$$(id -u)" != 0 ]
 
-test: lint servers
+# Debian's Chromium for the dashboard's browser tests (tests/web/); installed when missing, as
+# root; otherwise the script says how, and those tests fail naming it.
+browser:
+	@bash .ci/browser-prepare.sh || [ "$$(id -u)" != 0 ]
+
+test: lint servers browser
 	$(BIN)/pytest -q
 
 serve: install

@@ -18,6 +18,7 @@ while the worker is stopped in parallel (it cancels its running job, recorded as
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import fcntl
 import logging
@@ -282,9 +283,11 @@ def main(argv: list[str]) -> int:
     app = create_app(settings, store, dispatcher)
     dispatcher.start()
     stop_retention = _start_retention(store, settings)
+    app.state.webhooks.start()
     _lower_api_priority(settings.api_nice)
 
     _run_uvicorn(app, dispatcher, settings, sock, url, args)
+    app.state.webhooks.stop()
     stop_retention.set()
     store.close()
     sock.close()
@@ -316,7 +319,10 @@ def _run_uvicorn(
     )
 
     class _Server(uvicorn.Server):
+        loop: asyncio.AbstractEventLoop | None = None
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            self.loop = asyncio.get_running_loop()
             await super().startup(sockets=sockets)
             if self.started:  # accepting requests now, not before
                 logger.info("ovbench serving on %s (data dir %s)", url, settings.data_dir)
@@ -325,6 +331,8 @@ def _run_uvicorn(
             # Stop the worker while uvicorn drains in-flight requests, not after.
             if not self.should_exit:
                 threading.Thread(target=dispatcher.stop, name="stop-worker", daemon=True).start()
+                if self.loop is not None:  # end the event streams now: they never drain
+                    app.state.event_hub.close_threadsafe(self.loop)
             super().handle_exit(sig, frame)
 
     server = _Server(config)
@@ -396,7 +404,9 @@ def _serve_fleet(
     app = create_app(settings, store, dispatcher)
     dispatcher.start()
     stop_retention = _start_retention(store, settings)
+    app.state.webhooks.start()  # every replica: claims are leases in the database
     _run_uvicorn(app, dispatcher, settings, sock, url, args)
+    app.state.webhooks.stop()
     stop_retention.set()
     store.close()
     sock.close()

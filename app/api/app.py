@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,16 +17,20 @@ from starlette.routing import Match
 
 from app.api.auth import PUBLIC_PATHS, TokenAuthMiddleware
 from app.api.cpu_budget import CpuBudgetMiddleware, budget_for
-from app.api.job_views import FinishedJobJson
+from app.api.events import EventHub
+from app.api.job_views import FinishedJobJson, webhook_body
 from app.api.metrics import build_registry
 from app.api.read_cache import ReadCache
 from app.api.routes import agent, compare, datasets, hosts, jobs, models, reports, sweeps, system
+from app.api.routes import events as event_routes
+from app.api.routes.web import install_web
 from app.api.schemas import JobCreate
 from app.api.sweep_schemas import SweepCreate
 from app.dispatch import Dispatcher, LocalDispatcher
 from app.engine.spec import BenchmarkResult
 from app.errors import error_body, install_error_handlers
 from app.services.sweeps import advance as advance_sweep
+from app.services.webhooks import WebhookSender
 from app.settings import Settings
 from app.store import Store
 
@@ -57,6 +63,9 @@ def create_app(
         # operationId = the route function's name (read_job, create_sweep ...): what a
         # generated client names its calls; FastAPI's default is read_job_jobs__job_id__get.
         generate_unique_id_function=_operation_id,
+        lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc: app.api.routes.web, from local assets (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -65,6 +74,12 @@ def create_app(
     # dispatcher at once (the store's own hook, in the worker, only queues them).
     store.jobs.on_sweep_child_ended = functools.partial(advance_sweep, store, dispatcher)
     app.state.job_json = FinishedJobJson()
+    # Server-sent events: one watcher of the store, fanned out to every open stream.
+    app.state.event_hub = EventHub(store, settings.default_duration_s, app.state.job_json)
+    # The webhook outbox's sender, started by `ovbench serve` (tests start their own).
+    app.state.webhooks = WebhookSender(
+        store, settings, functools.partial(webhook_body, store, settings.default_duration_s)
+    )
     # Fleet mode: the API shares no CPUs with a benchmark (agents run them elsewhere).
     app.state.cpu_budget = (
         None if settings.fleet else budget_for(settings.api_cpu_share_while_running)
@@ -73,11 +88,12 @@ def create_app(
     app.state.agent_tokens = {token.encode("utf-8"): host for token, host in agent_tokens.items()}
     app.state.metrics = build_registry(store, settings.heartbeat_timeout_s, app.state.cpu_budget)
     install_error_handlers(app)
-    routers = (models, datasets, jobs, reports, sweeps, compare, hosts, system)
+    routers = (models, datasets, jobs, reports, sweeps, compare, hosts, system, event_routes)
     for router in (module.router for module in routers):
         app.include_router(router)
     if settings.fleet:
         app.include_router(agent.router)
+    install_web(app)  # the dashboard at /, its assets under /web/, /docs and /redoc
     app.add_middleware(ReadCache, store=store)  # first added = innermost: after auth and CORS
     tokens = _install_access(app, settings)
     # Last added = outermost: every request, even one refused for a token, is metered.
@@ -104,6 +120,14 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open event streams end when the app stops (uvicorn waits for open responses)."""
+    app.state.event_hub.open()
+    yield
+    await app.state.event_hub.close()
 
 
 def _operation_id(route: APIRoute) -> str:

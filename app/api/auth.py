@@ -1,5 +1,8 @@
 """Access control: optional bearer tokens in front of every route but `/healthz`.
 
+The dashboard's shell (`/`) and its static files (`/web/`) load without one too: the page
+asks for a token and sends it itself.
+
 With no tokens configured (`OVBENCH_API_TOKENS`, `OVBENCH_API_TOKENS_FILE`) the API is open
 and relies on binding to 127.0.0.1. With tokens, every request (also `/metrics`, `/docs` and
 `/openapi.json`, and unknown paths) needs `Authorization: Bearer <token>`, checked before
@@ -24,8 +27,11 @@ from app.errors import error_body
 
 logger = logging.getLogger(__name__)
 
-# Reachable without a token: liveness probes (load balancers, container health checks).
-PUBLIC_PATHS = frozenset({"/healthz"})
+# Reachable without a token: liveness probes (load balancers, container health checks), and
+# the dashboard's shell and static assets (no data in them: the page asks for a token and
+# sends it with every API call it makes).
+PUBLIC_PATHS = frozenset({"/healthz", "/"})
+PUBLIC_PREFIXES = ("/web/",)
 AGENT_PREFIX = "/agent/"  # the agents' routes: their own tokens, checked by the routes
 BEARER_SCHEME = "bearer"
 
@@ -66,7 +72,8 @@ class TokenAuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         agent_route = bool(self.agent_tokens) and path.startswith(AGENT_PREFIX)
-        if scope["type"] != "http" or path in PUBLIC_PATHS or agent_route:
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if scope["type"] != "http" or public or agent_route:
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope.get("headers", []))
