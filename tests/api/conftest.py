@@ -17,6 +17,7 @@ from app.api import create_app
 from app.engine.spec import DeviceInfo
 from app.settings import Settings
 from app.store import Store
+from app.worker.worker import Worker
 
 MAX_UPLOAD_BYTES = 64 * 1024
 MAX_QUEUE = 3
@@ -97,3 +98,23 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
         assert body["error"]["code"] == code, body
     error: dict[str, Any] = body["error"]
     return error
+
+
+def submit_job_id(client: TestClient, **params: Any) -> str:
+    """POST /jobs with these params: 202, the new job's id."""
+    response = client.post("/jobs", json=params)
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def run_queue(settings: Settings, store: Store) -> int:
+    """Run every queued job to its end (the real engine), in this process."""
+    return Worker(settings, store).run(burst=True)
+
+
+def read_job(client: TestClient, job_id: str) -> dict[str, Any]:
+    response = client.get(f"/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from app.engine.compare import Comparison
 from app.settings import Settings
 from app.store import Store
-from app.worker.worker import Worker
-from tests.api.conftest import assert_error, model_files, running_settings
+from tests.api.conftest import assert_error, model_files, run_queue, running_settings, submit_job_id
 from tests.factories import write_dynamic_model
 
 METRICS = [
@@ -40,17 +39,6 @@ def settings(tmp_path: Path) -> Settings:
     return running_settings(tmp_path, {"CPU": 1.0, "UNKNOWN": 1.0})
 
 
-def submit(client: TestClient, **params: Any) -> str:
-    response = client.post("/jobs", json=params)
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    return job_id
-
-
-def run_queue(settings: Settings, store: Store) -> int:
-    return Worker(settings, store).run(burst=True)
-
-
 def succeeded(client: TestClient, *job_ids: str) -> None:
     for job_id in job_ids:
         job = client.get(f"/jobs/{job_id}").json()
@@ -64,8 +52,8 @@ def compare(client: TestClient, baseline: str, candidate: str, **query: Any) -> 
 def test_two_succeeded_jobs_compare_per_metric_with_what_differs(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    baseline = submit(client, model_id=model["id"], niter=50)
-    candidate = submit(client, model_id=model["id"], niter=100)
+    baseline = submit_job_id(client, model_id=model["id"], niter=50)
+    candidate = submit_job_id(client, model_id=model["id"], niter=100)
     assert run_queue(settings, store) == 2
     succeeded(client, baseline, candidate)
     response = compare(client, baseline, candidate)
@@ -123,8 +111,8 @@ def test_two_succeeded_jobs_compare_per_metric_with_what_differs(
 def test_repeats_give_the_headline_metrics_a_bootstrap_interval(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    baseline = submit(client, model_id=model["id"], niter=20, repeats=3)
-    candidate = submit(client, model_id=model["id"], niter=20, repeats=3)
+    baseline = submit_job_id(client, model_id=model["id"], niter=20, repeats=3)
+    candidate = submit_job_id(client, model_id=model["id"], niter=20, repeats=3)
     assert run_queue(settings, store) == 2
     succeeded(client, baseline, candidate)
     body = compare(client, baseline, candidate).json()
@@ -148,7 +136,7 @@ def test_a_job_and_its_rerun_differ_in_nothing_that_produced_them(
 ) -> None:
     """A rerun submits the original's resolved parameters: the comparison must not report
     the defaults it now names explicitly (hint, duration_s) as changes."""
-    original = submit(client, model_id=model["id"])  # every default: a 1 s run
+    original = submit_job_id(client, model_id=model["id"])  # every default: a 1 s run
     assert run_queue(settings, store) == 1
     rerun = client.post(f"/jobs/{original}/rerun")
     assert rerun.status_code == 202, rerun.text
@@ -167,11 +155,11 @@ def test_a_job_without_a_result_to_trust_is_409_naming_it(
 ) -> None:
     dynamic = client.post("/models", files=model_files(write_dynamic_model(tmp_path / "dyn")))
     assert dynamic.status_code == 201, dynamic.text
-    done = submit(client, model_id=model["id"], niter=10)
-    broken = submit(client, model_id=dynamic.json()["id"], niter=3)  # fails: no data_shape
+    done = submit_job_id(client, model_id=model["id"], niter=10)
+    broken = submit_job_id(client, model_id=dynamic.json()["id"], niter=3)  # fails: no data_shape
     assert run_queue(settings, store) == 2
     succeeded(client, done)
-    queued = submit(client, model_id=model["id"], niter=10)
+    queued = submit_job_id(client, model_id=model["id"], niter=10)
 
     error = assert_error(compare(client, done, queued), 409, "job_not_comparable")
     assert error["details"] == {"job_id": queued, "status": "queued"}
@@ -191,7 +179,7 @@ def test_a_job_without_a_result_to_trust_is_409_naming_it(
 def test_an_unknown_job_is_404(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    done = submit(client, model_id=model["id"], niter=5)
+    done = submit_job_id(client, model_id=model["id"], niter=5)
     assert run_queue(settings, store) == 1
     for baseline, candidate in ((done, "nope"), ("nope", done)):
         error = assert_error(compare(client, baseline, candidate), 404, "job_not_found")
@@ -223,8 +211,8 @@ def test_both_jobs_are_required(client: TestClient) -> None:
 def test_a_repeated_comparison_is_the_same_body_with_an_etag(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    baseline = submit(client, model_id=model["id"], niter=10)
-    candidate = submit(client, model_id=model["id"], niter=10, api="async")
+    baseline = submit_job_id(client, model_id=model["id"], niter=10)
+    candidate = submit_job_id(client, model_id=model["id"], niter=10, api="async")
     assert run_queue(settings, store) == 2
     first = compare(client, baseline, candidate)
     second = compare(client, baseline, candidate)
@@ -242,7 +230,7 @@ def test_a_repeated_comparison_is_the_same_body_with_an_etag(
     other = compare(client, baseline, candidate, threshold=0.3)
     assert other.status_code == 200 and other.headers["etag"] != etag
     # a commit elsewhere empties the cache; the comparison comes out the same
-    submit(client, model_id=model["id"], niter=1)
+    submit_job_id(client, model_id=model["id"], niter=1)
     third = compare(client, baseline, candidate)
     assert third.content == first.content and third.headers["etag"] == etag
 

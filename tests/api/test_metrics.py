@@ -20,8 +20,7 @@ from app.api import create_app
 from app.engine.spec import DeviceInfo
 from app.settings import Settings
 from app.store import Store
-from app.worker.worker import Worker
-from tests.api.conftest import model_files, running_settings
+from tests.api.conftest import model_files, read_job, run_queue, running_settings, submit_job_id
 from tests.factories import write_dynamic_model
 
 DURATIONS_S = {"CPU": 1.0, "UNKNOWN": 1.0}
@@ -36,25 +35,6 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return running_settings(tmp_path, DURATIONS_S)
-
-
-def submit(client: TestClient, **params: Any) -> str:
-    response = client.post("/jobs", json=params)
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    return job_id
-
-
-def run_queue(settings: Settings, store: Store) -> int:
-    """Run every queued job to its end (the real engine), in this process."""
-    return Worker(settings, store).run(burst=True)
-
-
-def read(client: TestClient, job_id: str) -> dict[str, Any]:
-    response = client.get(f"/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def scrape(client: TestClient) -> Samples:
@@ -108,7 +88,7 @@ def finished_at_in_db(settings: Settings, job_id: str) -> str:
 def test_deleting_jobs_never_lowers_the_counters_or_the_histogram(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    ids = [submit(client, model_id=model["id"], niter=NITER) for _ in range(3)]
+    ids = [submit_job_id(client, model_id=model["id"], niter=NITER) for _ in range(3)]
     assert run_queue(settings, store) == 3
     before = scrape(client)
     assert counted(before) == {
@@ -133,10 +113,10 @@ def test_deleting_jobs_never_lowers_the_counters_or_the_histogram(
 def test_a_job_that_ends_after_a_scrape_is_counted_once_at_the_next(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    submit(client, model_id=model["id"], niter=NITER)
+    submit_job_id(client, model_id=model["id"], niter=NITER)
     assert run_queue(settings, store) == 1
     assert counted(scrape(client))["succeeded"] == 1
-    submit(client, model_id=model["id"], niter=NITER)
+    submit_job_id(client, model_id=model["id"], niter=NITER)
     assert counted(scrape(client))["succeeded"] == 1  # queued: not ended yet
     assert run_queue(settings, store) == 1
     for _ in range(3):
@@ -149,10 +129,10 @@ def test_a_job_committed_after_a_newer_one_was_counted_still_counts_once(
 ) -> None:
     """A job's finished_at is taken before its commit, and the worker and the API commit in
     either order: a job may appear with a finished_at older than one already counted."""
-    newer = submit(client, model_id=model["id"], niter=NITER)
+    newer = submit_job_id(client, model_id=model["id"], niter=NITER)
     assert run_queue(settings, store) == 1
     assert counted(scrape(client))["succeeded"] == 1
-    late = submit(client, model_id=model["id"], niter=NITER)
+    late = submit_job_id(client, model_id=model["id"], niter=NITER)
     assert run_queue(settings, store) == 1
     # as another process would have written it: ended a second before `newer`
     earlier = datetime.fromisoformat(finished_at_in_db(settings, newer)) - timedelta(seconds=1)
@@ -169,9 +149,9 @@ def test_a_job_committed_after_a_newer_one_was_counted_still_counts_once(
 def test_a_new_app_starts_from_the_stored_history(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any], tmp_path: Path
 ) -> None:
-    kept = submit(client, model_id=model["id"], niter=NITER)
-    deleted = submit(client, model_id=model["id"], niter=NITER)
-    submit(client, model_id=upload_dynamic_model(client, tmp_path), niter=3)
+    kept = submit_job_id(client, model_id=model["id"], niter=NITER)
+    deleted = submit_job_id(client, model_id=model["id"], niter=NITER)
+    submit_job_id(client, model_id=upload_dynamic_model(client, tmp_path), niter=3)
     assert run_queue(settings, store) == 3
     seen = counted(scrape(client))
     assert (seen["succeeded"], seen["failed"], seen["duration_count"]) == (2, 1, 3)
@@ -182,7 +162,7 @@ def test_a_new_app_starts_from_the_stored_history(
     with TestClient(restarted) as again:
         history = counted(scrape(again))
         assert (history["succeeded"], history["failed"], history["duration_count"]) == (1, 1, 2)
-        assert read(again, kept)["status"] == "succeeded"
+        assert read_job(again, kept)["status"] == "succeeded"
     restarted.state.store.close()
     assert counted(scrape(client)) == seen
 
@@ -191,12 +171,12 @@ def test_failures_are_counted_by_error_code_and_cancellations_are_not_failures(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any], tmp_path: Path
 ) -> None:
     dynamic = upload_dynamic_model(client, tmp_path)
-    failed = [submit(client, model_id=dynamic, niter=3) for _ in range(2)]
-    cancelled = submit(client, model_id=model["id"], niter=NITER)
+    failed = [submit_job_id(client, model_id=dynamic, niter=3) for _ in range(2)]
+    cancelled = submit_job_id(client, model_id=model["id"], niter=NITER)
     assert client.post(f"/jobs/{cancelled}/cancel").json()["status"] == "cancelled"
     assert series(scrape(client), "ovbench_job_failures_total") == {}
     assert run_queue(settings, store) == 2
-    codes = {read(client, job_id)["error"]["code"] for job_id in failed}
+    codes = {read_job(client, job_id)["error"]["code"] for job_id in failed}
     assert codes == {"dynamic_shape_unresolved"}
     samples = scrape(client)
     assert series(samples, "ovbench_job_failures_total") == {
@@ -224,9 +204,9 @@ def result_labels(job: dict[str, Any], model: dict[str, Any]) -> dict[str, str]:
 def test_the_last_result_is_in_seconds_per_percentile_with_its_throughput_and_time(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    job_id = submit(client, model_id=model["id"], api="async", nireq=2, niter=NITER * 4)
+    job_id = submit_job_id(client, model_id=model["id"], api="async", nireq=2, niter=NITER * 4)
     assert run_queue(settings, store) == 1
-    job = read(client, job_id)
+    job = read_job(client, job_id)
     assert job["status"] == "succeeded", job["error"]
     labels = result_labels(job, model)
     samples = scrape(client)
@@ -245,12 +225,12 @@ def test_the_last_result_is_in_seconds_per_percentile_with_its_throughput_and_ti
 def test_two_configurations_of_one_model_are_two_series_each_its_newest_result(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    first = submit(client, model_id=model["id"], api="async", nireq=1, niter=NITER)
-    two = submit(client, model_id=model["id"], api="async", nireq=2, niter=NITER)
+    first = submit_job_id(client, model_id=model["id"], api="async", nireq=1, niter=NITER)
+    two = submit_job_id(client, model_id=model["id"], api="async", nireq=2, niter=NITER)
     assert run_queue(settings, store) == 2
-    newest = submit(client, model_id=model["id"], api="async", nireq=1, niter=NITER)
+    newest = submit_job_id(client, model_id=model["id"], api="async", nireq=1, niter=NITER)
     assert run_queue(settings, store) == 1
-    jobs = {job_id: read(client, job_id) for job_id in (first, two, newest)}
+    jobs = {job_id: read_job(client, job_id) for job_id in (first, two, newest)}
     assert all(job["status"] == "succeeded" for job in jobs.values())
     throughput = series(scrape(client), "ovbench_last_throughput_fps")
     expected = {
@@ -296,9 +276,9 @@ def metrics_of_real_jobs(settings: Settings, tiny_model: Path, tmp_path: Path) -
             assert upload.status_code == 201, upload.text
             model_id = upload.json()["id"]
             for nireq in (1, 2):
-                submit(client, model_id=model_id, api="async", nireq=nireq, niter=NITER)
-            submit(client, model_id=upload_dynamic_model(client, tmp_path), niter=3)
-            cancelled = submit(client, model_id=model_id, niter=NITER)
+                submit_job_id(client, model_id=model_id, api="async", nireq=nireq, niter=NITER)
+            submit_job_id(client, model_id=upload_dynamic_model(client, tmp_path), niter=3)
+            cancelled = submit_job_id(client, model_id=model_id, niter=NITER)
             assert client.post(f"/jobs/{cancelled}/cancel").status_code == 200
             assert run_queue(settings, store) == 3
             store.hosts.register("lab-a", {}, [], {}, "1.0")

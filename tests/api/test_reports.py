@@ -19,8 +19,7 @@ from app.engine.spec import BenchmarkResult
 from app.services.reports import TABLE_COLUMNS
 from app.settings import Settings
 from app.store import Store
-from app.worker.worker import Worker
-from tests.api.conftest import assert_error, model_files, running_settings
+from tests.api.conftest import assert_error, model_files, run_queue, running_settings, submit_job_id
 from tests.factories import write_dynamic_model
 
 STATISTICS_KEYS = [
@@ -42,17 +41,6 @@ def settings(tmp_path: Path) -> Settings:
     return running_settings(tmp_path, {"CPU": 1.0, "UNKNOWN": 1.0})
 
 
-def submit(client: TestClient, **params: Any) -> str:
-    response = client.post("/jobs", json=params)
-    assert response.status_code == 202, response.text
-    job_id: str = response.json()["id"]
-    return job_id
-
-
-def run_queue(settings: Settings, store: Store) -> int:
-    return Worker(settings, store).run(burst=True)
-
-
 def report(client: TestClient, job_id: str, **query: str) -> Any:
     return client.get(f"/jobs/{job_id}/report", params=query)
 
@@ -71,7 +59,7 @@ def rows(text: str) -> list[dict[str, str]]:
 def test_json_and_csv_give_the_result_and_one_full_precision_row(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    job_id = submit(client, model_id=model["id"], api="async", niter=20, nireq=2)
+    job_id = submit_job_id(client, model_id=model["id"], api="async", niter=20, nireq=2)
     assert run_queue(settings, store) == 1
     result = result_of(client, job_id)
 
@@ -107,7 +95,7 @@ def test_json_and_csv_give_the_result_and_one_full_precision_row(
 def test_benchmark_app_format_gives_its_statistics_report_and_counters_files(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    job_id = submit(
+    job_id = submit_job_id(
         client, model_id=model["id"], api="async", niter=20, nireq=2, perf_counters=True
     )
     assert run_queue(settings, store) == 1
@@ -175,7 +163,7 @@ def test_benchmark_app_format_gives_its_statistics_report_and_counters_files(
 def test_counters_of_a_job_run_without_perf_counters_are_409_naming_it(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    job_id = submit(client, model_id=model["id"], niter=10)
+    job_id = submit_job_id(client, model_id=model["id"], niter=10)
     assert run_queue(settings, store) == 1
     for report_type in ("average_counters", "detailed_counters"):
         error = assert_error(
@@ -193,9 +181,9 @@ def test_a_job_without_a_result_is_409_saying_what_to_do_and_unknown_is_404(
 ) -> None:
     upload = client.post("/models", files=model_files(write_dynamic_model(tmp_path / "dyn")))
     assert upload.status_code == 201, upload.text
-    failing = submit(client, model_id=upload.json()["id"], niter=3)  # fails: dynamic shape
+    failing = submit_job_id(client, model_id=upload.json()["id"], niter=3)  # fails: dynamic shape
     assert run_queue(settings, store) == 1
-    queued = submit(client, model_id=model["id"], niter=3)
+    queued = submit_job_id(client, model_id=model["id"], niter=3)
 
     for report_format in ("json", "csv", "benchmark_app"):
         error = assert_error(report(client, queued, format=report_format), 409, "job_has_no_result")
@@ -210,7 +198,7 @@ def test_a_job_without_a_result_is_409_saying_what_to_do_and_unknown_is_404(
 
 
 def test_bad_query_parameters_are_422(client: TestClient, model: dict[str, Any]) -> None:
-    job_id = submit(client, model_id=model["id"], niter=3)
+    job_id = submit_job_id(client, model_id=model["id"], niter=3)
     assert_error(report(client, job_id, format="xml"), 422, "validation_error")
     assert_error(report(client, job_id, format="benchmark_app", report_type="sorted"), 422)
     assert_error(report(client, job_id, format="benchmark_app", layout="xml"), 422)
@@ -223,9 +211,9 @@ def test_bad_query_parameters_are_422(client: TestClient, model: dict[str, Any])
 def test_list_as_csv_has_one_row_per_job_of_the_page_with_the_same_filters(
     client: TestClient, store: Store, settings: Settings, model: dict[str, Any]
 ) -> None:
-    done = [submit(client, model_id=model["id"], api="sync", niter=n) for n in (5, 6)]
+    done = [submit_job_id(client, model_id=model["id"], api="sync", niter=n) for n in (5, 6)]
     assert run_queue(settings, store) == 2
-    queued = submit(client, model_id=model["id"], niter=3)
+    queued = submit_job_id(client, model_id=model["id"], niter=3)
 
     response = client.get("/jobs", params={"format": "csv"})
     assert response.status_code == 200, response.text
