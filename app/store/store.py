@@ -107,6 +107,13 @@ class Store:
                 self._version_connection.close()
                 self._version_connection = None
         if self._lock_connection is not None:
+            # Unlock first: the server drops a closed connection's locks only once it has
+            # noticed the close, so another process asking at once could still be refused.
+            with contextlib.suppress(Exception):
+                self._lock_connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": SERVE_LOCK_KEY}
+                )
+                self._lock_connection.commit()
             self._lock_connection.invalidate()  # closed for real, not pooled: the lock goes
             self._lock_connection.close()
             self._lock_connection = None
