@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from app.cli_rerun import read_json
 from app.engine.compare import Comparison, compare
@@ -68,7 +67,7 @@ def load_saved(path: Path) -> BenchmarkResult:
 
 
 def _from_server(args: argparse.Namespace) -> Comparison:
-    import httpx
+    from app.client import ApiError, Client
 
     server = args.server or os.environ.get(SERVER_ENV)
     if not server:
@@ -76,26 +75,15 @@ def _from_server(args: argparse.Namespace) -> Comparison:
             f"{args.baseline!r} and {args.candidate!r} are not files: to compare jobs by id, "
             f"give the server with --server URL (or {SERVER_ENV})"
         )
-    token = args.token or os.environ.get(TOKEN_ENV)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    params: dict[str, Any] = {
-        "baseline": args.baseline,
-        "candidate": args.candidate,
-        "threshold": args.threshold,
-    }
     try:
-        response = httpx.get(
-            f"{server.rstrip('/')}/compare", params=params, headers=headers, timeout=60
-        )
-    except httpx.HTTPError as exc:
-        raise CompareError(f"Cannot reach {server}: {exc}") from exc
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:200]
-        raise CompareError(f"{server} answered {response.status_code}: {message}")
-    return Comparison.model_validate(response.json())
+        with Client(server, args.token or os.environ.get(TOKEN_ENV), timeout_s=60) as client:
+            return client.compare(args.baseline, args.candidate, args.threshold)
+    except ValueError as exc:  # not an http(s) URL
+        raise CompareError(str(exc)) from exc
+    except ApiError as exc:
+        if exc.status is None:
+            raise CompareError(f"Cannot reach {server}: {exc.message}") from exc
+        raise CompareError(f"{server} answered {exc.status}: {exc.message}") from exc
 
 
 def _number(value: float | None, digits: int = 4) -> str:
