@@ -5,93 +5,25 @@ token sign-in, /docs offline, and the first load's weight and time.
 The live updates work either way: over the server-sent events (GET /events,
 GET /jobs/{id}/events) when the service has them, else by conditional polls; one test blocks
 the events in the browser so the polls are exercised whatever the server offers.
+The server, browser and tab fixtures are in tests/web/conftest.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import Server, uploaded_model_id
-from tests.factories import write_known_images, write_tiny_model
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOKEN = "dashboard-token"
 JOB_TIMEOUT_MS = 60_000
 FIRST_LOAD_BUDGET_BYTES = 300 * 1024
 # Generous against a noisy shared machine; the figures are printed (target: under 1 s).
 FIRST_RENDER_LIMIT_MS = 3000
-
-
-def _require_chromium() -> None:
-    """No skips: a missing browser fails the tests, with the fix in the message."""
-    assert CHROMIUM.exists(), "Chromium is missing: run `bash .ci/browser-prepare.sh` (as root)"
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("web_files")
-    xml = write_tiny_model(base / "model")
-    return {"xml": xml, "bin": xml.with_suffix(".bin"), "images": write_known_images(base / "img")}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("web_server")
-    srv = Server(base / "data", base / "serve.log").start()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    _require_chromium()
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-    yield browser
-    browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh tab (own sessionStorage and cache); fails the test on an uncaught JS error
-    and on any request leaving 127.0.0.1."""
-    context = browser.new_context(viewport={"width": 1000, "height": 700})
-    page = context.new_page()
-    errors: list[str] = []
-    remote: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "request",
-        lambda req: (
-            None
-            if req.url.startswith(("http://127.0.0.1", "data:", "blob:http://127.0.0.1"))
-            else remote.append(req.url)
-        ),
-    )
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
-    assert not errors, errors
-    assert not remote, remote
 
 
 def _succeeded_job(server: Server, model_id: str, **params: Any) -> str:

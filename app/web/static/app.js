@@ -65,8 +65,9 @@ function setLive(mode) {
 }
 
 /* Read `ssePath` as an event stream; on failure (404 before it is deployed, a proxy that
-   buffers or blocks it, a dropped connection) call `fallback()` once. */
-function subscribe(ssePath, onEvent, fallback) {
+   buffers or blocks it, a dropped connection) call `fallback()` once. `onOpen()`, if given,
+   runs once the stream is open (to read again what may have changed before it was). */
+function subscribe(ssePath, onEvent, fallback, onOpen) {
   const controller = new AbortController();
   let fellBack = false;
   let ended = false;
@@ -79,6 +80,7 @@ function subscribe(ssePath, onEvent, fallback) {
       const type = response.headers.get("content-type") || "";
       if (!response.ok || !type.includes("text/event-stream") || !response.body) { fall(); return; }
       setLive("events");
+      if (onOpen) onOpen();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {
@@ -227,6 +229,50 @@ function errorNotice(e) {
   return `<div class="notice error">${esc(e.message || e)}</div>`;
 }
 
+/* ---- Page actions (cancel, delete, rerun) ----------------------------------------------------- */
+
+/* An action's failure as the API's message (the one error shape), never the raw body; a job
+   that is a point of a sweep links to the sweep, which is what can be deleted. */
+function actionErrorNotice(e) {
+  const error = e.body && typeof e.body === "object" && e.body.error ? e.body.error : null;
+  const sweepId = error && error.code === "job_in_sweep" && error.details ? error.details.sweep_id : null;
+  return `<div class="notice error"${error ? ` data-code="${esc(error.code)}"` : ""}>${esc(e.message || e)}${sweepId ? ` <a href="#/sweep/${esc(sweepId)}">Open the sweep</a>` : ""}</div>`;
+}
+
+/* The buttons of a page's toolbar `bar`: `spec()` lists those the current state allows,
+   [{id, label, kind, disabled, confirm, run}]. Call the returned `draw()` on each state change
+   (the DOM changes only when the buttons do). A click asks `confirm` first (window.confirm),
+   disables every button while `run()` works, and shows its error in `errorBox`. */
+function toolbar(bar, errorBox, spec) {
+  let busy = false;
+  let actions = [];
+  let shown = null;
+  const draw = () => {
+    if (!bar.isConnected) return;
+    actions = spec();
+    const html = actions.map((a) => `<button type="button" id="${esc(a.id)}" data-action="${esc(a.id)}" class="${esc(a.kind || "")}"${busy || a.disabled ? " disabled" : ""}>${esc(a.label)}</button>`).join("");
+    if (html !== shown) { bar.innerHTML = html; shown = html; }
+  };
+  bar.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    const action = button && actions.find((a) => a.id === button.dataset.action);
+    if (!action || busy || action.disabled) return;
+    if (action.confirm && !window.confirm(action.confirm)) return;
+    busy = true;
+    errorBox.innerHTML = "";
+    draw();
+    try {
+      await action.run();
+    } catch (e) {
+      if (e.status !== 401 && errorBox.isConnected) errorBox.innerHTML = actionErrorNotice(e);
+    } finally {
+      busy = false;
+      draw();
+    }
+  });
+  return draw;
+}
+
 let modelNames = {};
 async function loadModelNames() {
   try {
@@ -336,16 +382,51 @@ function renderResult(job) {
 
 async function pageJob(params, id) {
   await loadModelNames();
-  let job = await get(`/jobs/${encodeURIComponent(id)}`);
-  view().innerHTML = `<h1>Job <span class="mono">${esc(id)}</span></h1><div id="job-head"></div><div id="job-result"></div>`;
+  const path = `/jobs/${encodeURIComponent(id)}`;
+  let job = await get(path);
+  view().innerHTML = `<div class="page-head"><h1>Job <span class="mono">${esc(id)}</span></h1><div class="actions" id="job-actions"></div></div>
+    <div id="job-error"></div><div id="job-head"></div><div id="job-result"></div>`;
+  const head = document.getElementById("job-head");
   let shownResult = null;
+  let cancelling = false;
+  const drawActions = toolbar(document.getElementById("job-actions"), document.getElementById("job-error"), () => {
+    const active = !FINAL.includes(job.status);
+    return [
+      active && {
+        id: "job-cancel", label: cancelling ? "Cancelling…" : "Cancel", kind: "danger", disabled: cancelling,
+        confirm: `Cancel job ${id.slice(0, 8)}? A running job stops within 2 s.`,
+        run: async () => {
+          const { body } = await api(`${path}/cancel`, { method: "POST" });
+          cancelling = true;
+          if (!FINAL.includes(job.status)) draw(body);  // a running job ends by the live updates
+        },
+      },
+      {
+        id: "job-rerun", label: "Rerun", kind: "secondary",
+        run: async () => {
+          const { body } = await api(`${path}/rerun`, { method: "POST" });
+          location.hash = `#/job/${encodeURIComponent(body.id)}`;
+        },
+      },
+      !active && {
+        id: "job-delete", label: "Delete", kind: "danger",
+        confirm: `Delete job ${id.slice(0, 8)} and its result? This cannot be undone.`,
+        run: async () => {
+          await api(path, { method: "DELETE" });
+          location.hash = "#/jobs";
+        },
+      },
+    ].filter(Boolean);
+  });
   const draw = (j) => {
+    if (!head.isConnected) return true;  // the page was left
+    if (FINAL.includes(job.status) && !FINAL.includes(j.status)) return true;  // a stale read
     job = j;
     const p = j.resolved_params || j.params;
-    document.getElementById("job-head").innerHTML = `<div class="card">
+    head.innerHTML = `<div class="card">
       <p>${statusBadge(j.status)} model <a href="#/models">${modelName(j.model_id)}</a> on <b>${esc(p.device)}</b>${j.host ? ` at ${esc(j.host)}` : ""}, ${esc(p.api)} API
       ${j.queue_position ? `· queue position ${j.queue_position}` : ""} · created ${when(j.created_at)}
-      ${j.sweep_id ? ` · <a href="#/sweep/${esc(j.sweep_id)}">sweep</a>` : ""} · <a href="#/compare?ids=${esc(j.id)}">compare with…</a></p>
+      ${j.sweep_id ? ` · <a href="#/sweep/${esc(j.sweep_id)}">sweep</a>` : ""}${j.rerun_of ? ` · rerun of <a class="mono" id="rerun-of" href="#/job/${esc(j.rerun_of)}">${short(j.rerun_of)}</a>` : ""} · <a href="#/compare?ids=${esc(j.id)}">compare with…</a></p>
       <div id="job-progress">${progressBar(j, true)}</div>
       <p class="muted">${num(j.progress.iterations, 0)} iterations, ${num(j.progress.elapsed_s, 1)} s elapsed</p>
       <details><summary>Parameters</summary>${kv(p)}</details></div>`;
@@ -354,12 +435,13 @@ async function pageJob(params, id) {
       shownResult = key;
       document.getElementById("job-result").innerHTML = renderResult(j);
     }
+    drawActions();
     return FINAL.includes(j.status);
   };
   draw(job);
   if (FINAL.includes(job.status)) { setLive(""); return; }
-  const fallback = () => onLeave(poll(`/jobs/${encodeURIComponent(id)}`, POLL_JOB_MS, draw));
-  onLeave(subscribe(`/jobs/${encodeURIComponent(id)}/events`, (event, data) => {
+  const fallback = () => onLeave(poll(path, POLL_JOB_MS, draw));
+  onLeave(subscribe(`${path}/events`, (event, data) => {
     if (event === "job" && data.id === id) draw(data);
   }, fallback));
 }
@@ -528,14 +610,67 @@ async function pageSweeps() {
 
 async function pageSweep(params, id) {
   await loadModelNames();
-  const s = await get(`/sweeps/${encodeURIComponent(id)}`);
+  const path = `/sweeps/${encodeURIComponent(id)}`;
+  let sweep = await get(path);
+  view().innerHTML = `<div class="page-head"><h1>Sweep <span class="mono">${esc(id)}</span></h1><div class="actions" id="sweep-actions"></div></div>
+    <div id="sweep-error"></div><div id="sweep-body"></div>`;
+  const body = document.getElementById("sweep-body");
+  let cancelling = false;
+  const drawActions = toolbar(document.getElementById("sweep-actions"), document.getElementById("sweep-error"), () => (
+    !FINAL.includes(sweep.status) ? [{
+      id: "sweep-cancel", label: cancelling ? "Cancelling…" : "Cancel", kind: "danger", disabled: cancelling,
+      confirm: `Cancel sweep ${id.slice(0, 8)}? Its queued points are cancelled, a running one stops within 2 s.`,
+      run: async () => {
+        const answer = await api(`${path}/cancel`, { method: "POST" });
+        cancelling = true;
+        draw(answer.body);  // a running point ends by the live updates
+      },
+    }] : [{
+      id: "sweep-delete", label: "Delete", kind: "danger",
+      confirm: `Delete sweep ${id.slice(0, 8)} with the jobs of its ${sweep.points.filter((p) => p.job_id).length} points? This cannot be undone.`,
+      run: async () => {
+        await api(path, { method: "DELETE" });
+        location.hash = "#/sweeps";
+      },
+    }]));
+  let stopEvents = () => {};
+  const draw = (s) => {
+    if (!body.isConnected) return true;  // the page was left
+    if (FINAL.includes(sweep.status) && !FINAL.includes(s.status)) return true;  // a stale read
+    sweep = s;
+    body.innerHTML = sweepBody(s);
+    drawActions();
+    if (!FINAL.includes(s.status)) return false;
+    stopEvents();
+    setLive("");
+    return true;
+  };
+  if (draw(sweep)) return;
+  // Live while it runs: a change of one of its points' jobs (GET /events) reads the sweep again;
+  // polls of GET /sweeps/{id} when the events fail.
+  let reading = false;
+  let again = false;
+  const refresh = async () => {
+    if (reading) { again = true; return; }
+    reading = true;
+    try {
+      do { again = false; if (draw(await get(path))) return; } while (again);
+    } catch (e) { /* the next event reads again */ } finally { reading = false; }
+  };
+  const fallback = () => onLeave(poll(path, POLL_LIST_MS, draw));
+  stopEvents = subscribe("/events", (event, data) => {
+    if ((event === "job" && data.sweep_id === id) || event === "resync") refresh();
+  }, fallback, refresh);
+  onLeave(stopEvents);
+}
+
+function sweepBody(s) {
   const metric = s.summary.pareto_metric in (s.points[0] || {}) ? s.summary.pareto_metric : "latency_median_ms";
   const done = s.points.filter((p) => p.throughput_fps !== null && p[metric] !== null);
   const best = s.summary.best;
   const series = [{ name: "points", color: COLORS[0], points: done.filter((p) => p.index !== best).map((p) => [p[metric], p.throughput_fps, p.label]) }];
   if (best !== null) series.push({ name: "best", color: COLORS[2], points: done.filter((p) => p.index === best).map((p) => [p[metric], p.throughput_fps, p.label]) });
-  view().innerHTML = `<h1>Sweep <span class="mono">${esc(s.id)}</span></h1>
-    <div class="card"><p>${statusBadge(s.status)} ${modelName(s.model_id)} · ${esc(s.strategy)} · objective ${esc(s.objective)} · ${s.progress.points_done}/${s.progress.points_total} points</p>
+  return `<div class="card"><p id="sweep-status">${statusBadge(s.status)} ${modelName(s.model_id)} · ${esc(s.strategy)} · objective ${esc(s.objective)} · ${s.progress.points_done}/${s.progress.points_total} points</p>
     <p><b>${esc(s.summary.message)}</b></p>${(s.summary.notes || []).map((n) => `<p class="muted">${esc(n)}</p>`).join("")}</div>
     <div class="card"><h2>Throughput vs ${esc(metric)}</h2>${chart(series, { xLabel: metric, yLabel: "inferences/s", lines: false, id: "chart-sweep" })}</div>
     ${table(["#", "Point", "Status", "Job", { label: "Throughput (fps)", num: 1 }, { label: "median (ms)", num: 1 }, { label: "p99 (ms)", num: 1 }, "Verdict"], s.points.map((p) => `<tr${p.index === best ? ' class="best"' : ""}><td>${p.index}${p.index === best ? " ★ best" : ""}</td><td class="mono">${esc(p.label)}</td><td>${statusBadge(p.status)}</td><td>${p.job_id ? `<a class="mono" href="#/job/${esc(p.job_id)}">${short(p.job_id)}</a>` : "–"}</td><td class="num">${num(p.throughput_fps, 1)}</td><td class="num">${ms(p.latency_median_ms)}</td><td class="num">${ms(p.latency_p99_ms)}</td><td>${verdictBadge(p.verdict)}</td></tr>`), 'id="sweep-points"')}`;
