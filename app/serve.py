@@ -153,12 +153,17 @@ def _open_store(settings: Settings) -> Store:
 
 
 def _retention_loop(store: Store, settings: Settings, stop: threading.Event) -> None:
-    """Sweep unreferenced files every `retention_interval_s` until `stop` is set."""
+    """Every `retention_interval_s` until `stop` is set: sweep unreferenced files, and remove
+    the final webhook deliveries of deleted jobs and sweeps (pending at the delete)."""
     while not stop.wait(settings.retention_interval_s):
         try:
             store.catalog.sweep_unreferenced(grace_s=settings.retention_grace_s)
         except Exception:
             logger.exception("retention sweep failed")
+        try:
+            store.deliveries.remove_orphaned()
+        except Exception:
+            logger.exception("retention of deliveries failed")
 
 
 def _start_retention(store: Store, settings: Settings) -> threading.Event:

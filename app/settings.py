@@ -167,7 +167,8 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         default=3600.0,
         gt=0,
-        description="How often unreferenced files are swept from the data dir (also at start-up)",
+        description="How often unreferenced files are swept from the data dir (also at start-up), "
+        "and the final webhook deliveries of deleted jobs and sweeps removed",
     )
     retention_grace_s: float = Field(
         default=600.0,

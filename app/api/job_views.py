@@ -133,13 +133,14 @@ def webhook_body(
     store: Store, default_duration_s: Mapping[str, float], kind: str, ref: str
 ) -> bytes:
     """The body of a webhook delivery (app.services.webhooks builds it through this, handed in
-    by create_app): a job's JSON as GET /jobs/{id} returns it once it ended, without its
-    `deliveries` (they change as this very delivery goes); a sweep's as GET /sweeps/{id}.
+    by create_app): a job's JSON as GET /jobs/{id} returns it once it ended, a sweep's as
+    GET /sweeps/{id}, each without its `deliveries` (they change as this very delivery goes).
     NotFoundError when it was deleted."""
     if kind == "sweep":
         from app.services.sweeps import sweep_read
 
-        return sweep_read(store, store.sweeps.get(ref)).model_dump_json().encode()
+        view = sweep_read(store, store.sweeps.get(ref), deliveries=())
+        return view.model_dump_json(exclude={"deliveries"}).encode()
     row = store.jobs.get(ref)
     return job_read(row, None, default_duration_s).model_dump_json(exclude={"deliveries"}).encode()
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import DEVICE_PATTERN, PER_DEVICE_PATTERN, JobCreate
+from app.api.schemas import DEVICE_PATTERN, PER_DEVICE_PATTERN, DeliveryRead, JobCreate
 from app.engine.spec import Api, Hint
 from app.engine.sweep import DEFAULT_MIN_GAIN, Objective, Strategy, SweepConstraints, SweepStatus
 from app.engine.sweep_summary import PointRead, SweepSummary
@@ -117,3 +117,7 @@ class SweepRead(BaseModel):
     timing: SweepTiming
     points: list[PointRead]
     summary: SweepSummary
+    deliveries: list[DeliveryRead] = Field(
+        default_factory=list,
+        description="Webhook deliveries of its end (callback_url); not part of the delivered body",
+    )

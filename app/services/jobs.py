@@ -226,26 +226,28 @@ def submit_job(
     return Submitted(row, created)
 
 
-# Where a job runs, as submitted: a rerun keeps them (the placed host is not pinned).
-_ROUTING_FIELDS = ("host", "host_labels")
+# What a job was submitted with beyond its run options, which a rerun keeps as submitted:
+# where it runs (the placed host is not pinned) and its webhook.
+_SUBMITTED_FIELDS = ("host", "host_labels", "callback_url")
 
 
 def rerun_params(original: JobRow, settings: Settings) -> dict[str, Any]:
     """The parameters a rerun of `original` submits: those its result recorded as resolved
     (every default as it was filled in then), else its stored parameters resolved now; with
-    its routing as submitted."""
+    its routing and its `callback_url` as submitted."""
     provenance = (original.result or {}).get("provenance") or {}
     recorded = (provenance.get("job") or {}).get("resolved")
     resolved = recorded or job_provenance(original.params, settings.default_duration_s)["resolved"]
     params = {k: v for k, v in resolved.items() if v is not None and v != []}
-    params.update({k: original.params[k] for k in _ROUTING_FIELDS if k in original.params})
+    params.update({k: original.params[k] for k in _SUBMITTED_FIELDS if k in original.params})
     return params
 
 
 def rerun_job(store: Store, dispatcher: Dispatcher, settings: Settings, job_id: str) -> Submitted:
     """POST /jobs/{id}/rerun: queue a new job with the job's resolved parameters, recording
     `rerun_of`. Any state of the original will do (a failed job may be worth a retry); its
-    model and dataset must still exist."""
+    model and dataset must still exist, and its callback_url's host must still be in
+    OVBENCH_WEBHOOK_ALLOW (422 `callback_not_allowed`, as POST /jobs)."""
     original = store.jobs.get(job_id)
     job = validate_job(rerun_params(original, settings), store, settings, None)
     return submit_job(store, dispatcher, settings, job, rerun_of=original.id)

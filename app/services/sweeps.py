@@ -9,11 +9,13 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
 
+from app.api.job_views import delivery_read
 from app.api.sweep_schemas import (
     SweepCreate,
     SweepEstimate,
@@ -31,7 +33,7 @@ from app.services.webhooks import check_callback_url
 from app.settings import Settings
 from app.store import Store
 from app.store.sweeps import FINISHED_SWEEP_STATUSES, point_states
-from app.store.tables import SweepRow
+from app.store.tables import DeliveryRow, SweepRow
 
 logger = logging.getLogger(__name__)
 
@@ -210,8 +212,14 @@ def _seconds(start: datetime, end: datetime | None) -> float:
     return ((end or datetime.now(UTC)) - start).total_seconds()
 
 
-def sweep_read(store: Store, row: SweepRow) -> SweepRead:
-    """The sweep as users read it: progress, the table, the best point, the Pareto front."""
+def sweep_read(
+    store: Store, row: SweepRow, deliveries: Sequence[DeliveryRow] | None = None
+) -> SweepRead:
+    """The sweep as users read it: progress, the table, the best point, the Pareto front,
+    and its webhook deliveries (`deliveries`: store.deliveries.for_subjects's, read here
+    when None)."""
+    if deliveries is None:
+        deliveries = store.deliveries.for_subjects([row.id]).get(row.id, [])
     children = store.sweeps.children(row.id)
     states = point_states(row, children)
     params = row.params
@@ -255,7 +263,18 @@ def sweep_read(store: Store, row: SweepRow) -> SweepRead:
         ),
         points=points,
         summary=summary,
+        deliveries=[delivery_read(d) for d in deliveries],
     )
+
+
+def list_sweeps(
+    store: Store, status: str | None, limit: int, offset: int
+) -> tuple[list[SweepRead], int]:
+    """GET /sweeps: a page of sweeps, newest first (their deliveries read at once), and how
+    many match."""
+    rows, total = store.sweeps.list_page(status, limit, offset)
+    deliveries = store.deliveries.for_subjects([row.id for row in rows])
+    return [sweep_read(store, row, deliveries.get(row.id, [])) for row in rows], total
 
 
 def read_sweep(store: Store, dispatcher: Dispatcher, sweep_id: str) -> SweepRead:

@@ -7,6 +7,11 @@ any number of processes) claim due rows with a conditional UPDATE that moves
 `next_attempt_at` forward by a lease and sets a fresh `claim_token`; they record the outcome
 only while their token stands. No transaction is open during the HTTP call, and a sender
 that dies mid-call leaves the row due again when its lease ends.
+
+Deleting a job or sweep deletes its final deliveries (delivered or failed) in the same
+transaction (`delete_final_deliveries`). A pending one stays: with its body stored it is still
+sent (its receiver gets the final JSON), without one the sender records it failed (the subject
+is gone); either way the retention pass (`Deliveries.remove_orphaned`) removes it once final.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from app.store.tables import DeliveryRow, new_id, utcnow
+from app.store.tables import DeliveryRow, JobRow, SweepRow, new_id, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +53,27 @@ def delivery_row(
     )
 
 
+def delete_final_deliveries(s: Session, subject_kind: str, subject_ids: Sequence[str]) -> int:
+    """In the session that deletes these jobs or sweeps: delete their final deliveries
+    (delivered or failed), committed with the delete; pending ones are left to finish and to
+    the retention pass. How many were deleted."""
+    if not subject_ids:
+        return 0
+    done = s.execute(
+        delete(DeliveryRow)
+        .where(
+            DeliveryRow.subject_kind == subject_kind,
+            DeliveryRow.subject_id.in_(subject_ids),
+            DeliveryRow.state.in_(FINAL_DELIVERY_STATES),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
 class Deliveries:
-    """The outbox: what is due, claims, outcomes, and each job's deliveries for its view."""
+    """The outbox: what is due, claims, outcomes, each job's or sweep's deliveries for its
+    view, and the retention of those whose subject is gone."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.session = sessions
@@ -168,3 +192,28 @@ class Deliveries:
             )
             s.commit()
         return done.rowcount == 1  # type: ignore[attr-defined]
+
+    def remove_orphaned(self) -> int:
+        """The retention pass: delete final deliveries (delivered or failed) whose job or sweep
+        was deleted while they were pending; how many. A pending one stays until it is final."""
+        job_gone = ~select(JobRow.id).where(JobRow.id == DeliveryRow.subject_id).exists()
+        sweep_gone = ~select(SweepRow.id).where(SweepRow.id == DeliveryRow.subject_id).exists()
+        with self.session() as s:
+            done = s.execute(
+                delete(DeliveryRow)
+                .where(
+                    DeliveryRow.state.in_(FINAL_DELIVERY_STATES),
+                    or_(
+                        and_(DeliveryRow.subject_kind == "job", job_gone),
+                        and_(DeliveryRow.subject_kind == "sweep", sweep_gone),
+                    ),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            s.commit()
+        removed = int(done.rowcount)  # type: ignore[attr-defined]
+        if removed:
+            logger.info(
+                "retention removed %d final delivery(ies) of deleted jobs or sweeps", removed
+            )
+        return removed

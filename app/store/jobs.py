@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.spec import Progress
 from app.errors import ConflictError, NotFoundError, QueueFullError, ValidationError
-from app.store.deliveries import delivery_row
+from app.store.deliveries import delete_final_deliveries, delivery_row
 from app.store.tables import (
     FINISHED_STATUSES,
     DatasetRow,
@@ -304,8 +304,10 @@ class Jobs:
         )
 
     def delete(self, job_id: str) -> None:
-        """Delete a finished job; 409 while it runs, or when it is a point of a sweep (delete
-        the sweep: the job is a row of its table)."""
+        """Delete a finished job with its final webhook deliveries, in one transaction (a
+        pending one is left to finish, then to `Deliveries.remove_orphaned`); 409 while it
+        runs, or when it is a point of a sweep (delete the sweep: the job is a row of its
+        table)."""
         with self.session() as s:
             sweep_id = s.scalar(select(JobRow.sweep_id).where(JobRow.id == job_id))
             if sweep_id is not None:
@@ -318,6 +320,8 @@ class Jobs:
             done = s.execute(
                 delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(FINISHED_STATUSES))
             )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                delete_final_deliveries(s, "job", [job_id])
             s.commit()
         if done.rowcount == 1:  # type: ignore[attr-defined]
             logger.info("job %s deleted", job_id)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.engine.sweep import PointState, SweepConstraints, decide, figures_of, sweep_status
 from app.errors import ConflictError, NotFoundError, QueueFullError
-from app.store.deliveries import delivery_row
+from app.store.deliveries import delete_final_deliveries, delivery_row
 from app.store.jobs import queued_job_row
 from app.store.tables import JobRow, SweepRow, new_id, utcnow
 
@@ -291,8 +291,9 @@ class Sweeps:
         return affected
 
     def delete(self, sweep_id: str) -> list[str]:
-        """Delete a finished sweep with its jobs, in one transaction; returns the job ids.
-        409 while it is queued or running."""
+        """Delete a finished sweep with its jobs and the final webhook deliveries of both, in
+        one transaction (a pending one is left to finish, then to
+        `Deliveries.remove_orphaned`); returns the job ids. 409 while it is queued or running."""
         with self.session() as s:
             row = s.get(SweepRow, sweep_id)
             if row is None:
@@ -307,6 +308,8 @@ class Sweeps:
             job_ids = list(s.scalars(select(JobRow.id).where(JobRow.sweep_id == sweep_id)).all())
             s.execute(delete(JobRow).where(JobRow.sweep_id == sweep_id))
             s.execute(delete(SweepRow).where(SweepRow.id == sweep_id))
+            delete_final_deliveries(s, "sweep", [sweep_id])
+            delete_final_deliveries(s, "job", job_ids)
             s.commit()
         logger.info("sweep %s deleted with its %d jobs", sweep_id, len(job_ids))
         return job_ids

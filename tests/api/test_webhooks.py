@@ -1,5 +1,7 @@
 """Webhooks through the API and the real sender thread, to a real HTTP receiver on 127.0.0.1:
-signed bodies, retries with one delivery id, the allow-list, a sweep's one callback."""
+signed bodies, retries with one delivery id, the allow-list, a sweep's one callback and its
+deliveries on GET /sweeps, a rerun's callback, and deliveries of deleted jobs and sweeps (sent
+when their body is stored, then removed by the retention pass)."""
 
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ with warnings.catch_warnings():
 
 from app.api import create_app
 from app.engine.spec import DeviceInfo
+from app.serve import _retention_loop
 from app.services.webhooks import WebhookSender
 from app.settings import Settings
 from app.store import Store
-from tests.api.conftest import model_files
+from tests.api.conftest import model_files, run_queue
 
 SECRET = "s3cret-for-tests"
 
@@ -87,28 +90,30 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _settings(tmp_path: Path, receiver: Receiver, **extra: Any) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        max_queue=20,
-        run_lock_path=tmp_path / "run.lock",
-        webhook_allow=f"example.org,127.0.0.1:{receiver.port}",
-        webhook_secret=SECRET,
-        webhook_first_retry_s=0.05,
-        webhook_poll_interval_s=0.02,
-        **extra,
-    )
+    defaults: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "max_queue": 20,
+        "run_lock_path": tmp_path / "run.lock",
+        "webhook_allow": f"example.org,127.0.0.1:{receiver.port}",
+        "webhook_secret": SECRET,
+        "webhook_first_retry_s": 0.05,
+        "webhook_poll_interval_s": 0.02,
+    }
+    return Settings(**(defaults | extra))
 
 
 @pytest.fixture
 def make_client(tmp_path: Path, receiver: Receiver) -> Iterator[Callable[..., TestClient]]:
-    """The app with its webhook sender thread running (as `ovbench serve` starts it)."""
+    """The app with its webhook sender thread running (as `ovbench serve` starts it); with
+    `sender=False` not started: the test drives `app.state.webhooks.run_once()` itself."""
     opened: list[tuple[TestClient, Any]] = []
 
-    def make(**extra: Any) -> TestClient:
+    def make(sender: bool = True, **extra: Any) -> TestClient:
         app = create_app(_settings(tmp_path, receiver, **extra))
         app.state.store.workers.replace_devices([DeviceInfo(name="CPU", full_name="Test CPU")])
         test_client = TestClient(app, raise_server_exceptions=False).__enter__()
-        app.state.webhooks.start()
+        if sender:
+            app.state.webhooks.start()
         opened.append((test_client, app))
         return test_client
 
@@ -289,7 +294,212 @@ def test_a_sweep_posts_its_sweep_json_once_at_its_end_and_its_points_none(
     assert headers["x-ovbench-event"] == "sweep.cancelled"
     sent = json.loads(body)
     assert sent["id"] == sweep["id"] and sent["status"] == "cancelled"
-    assert sent == client.get(f"/sweeps/{sweep['id']}").json() | {"timing": sent["timing"]}
+    read = client.get(f"/sweeps/{sweep['id']}").json()
+    assert "deliveries" not in sent  # they change as this very delivery goes
+    (delivery,) = read.pop("deliveries")
+    assert (delivery["id"], delivery["state"]) == (headers["x-ovbench-delivery"], "delivered")
+    assert sent == read | {"timing": sent["timing"]}
     assert store.deliveries.for_subjects([j["id"] for j in jobs]) == {}
     assert client.app.state.webhooks.run_once() == 0  # type: ignore[attr-defined]
     assert len(receiver.received) == 1
+
+
+def test_a_sweeps_deliveries_show_on_get_and_in_the_list_as_they_go(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    receiver.fail_first = 1
+    client = make_client(sender=False)
+    sender: WebhookSender = client.app.state.webhooks  # type: ignore[attr-defined]
+    model_id = _model_id(client, tiny_model)
+    body = {"model_id": model_id, "niter": 1, "grid": {"nireq": [1, 2]}}
+    quiet = client.post("/sweeps", json=body).json()  # no callback: no deliveries
+    response = client.post("/sweeps", json=body | {"callback_url": receiver.url})
+    assert response.status_code == 202, response.text
+    sweep = response.json()
+    assert sweep["deliveries"] == []
+    assert client.get(f"/sweeps/{sweep['id']}").json()["deliveries"] == []
+    assert client.post(f"/sweeps/{sweep['id']}/cancel").status_code == 200
+
+    def shown() -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+        one = client.get(f"/sweeps/{sweep['id']}").json()
+        listed = {s["id"]: s["deliveries"] for s in client.get("/sweeps").json()}
+        assert listed[sweep["id"]] == one["deliveries"] and listed[quiet["id"]] == []
+        return one, listed
+
+    (pending,) = shown()[0]["deliveries"]
+    assert (pending["event"], pending["url"], pending["state"]) == (
+        "sweep.cancelled",
+        receiver.url,
+        "pending",
+    )
+    assert pending["attempts"] == 0 and pending["next_attempt_at"] is not None
+    assert sender.run_once() == 1  # the receiver answers 500: due again
+    (retried,) = shown()[0]["deliveries"]
+    assert (retried["id"], retried["state"], retried["attempts"]) == (pending["id"], "pending", 1)
+    assert (retried["last_status_code"], retried["last_error"]) == (500, "HTTP 500")
+
+    def settled() -> dict[str, Any] | None:
+        sender.run_once()
+        (delivery,) = shown()[0]["deliveries"]
+        return delivery if delivery["state"] != "pending" else None
+
+    done = wait_for(settled, 10, "the retry")
+    assert (done["id"], done["state"], done["attempts"]) == (pending["id"], "delivered", 2)
+    assert done["next_attempt_at"] is None and done["delivered_at"] is not None
+    assert [h["x-ovbench-delivery"] for h, _, _ in receiver.received] == [pending["id"]] * 2
+
+
+def test_a_rerun_carries_the_callback_and_its_end_is_delivered_with_its_id(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    client = make_client()
+    app: Any = client.app
+    original = _submit(client, _model_id(client, tiny_model), receiver.url)
+    assert run_queue(app.state.settings, app.state.store) == 1
+    wait_for(lambda: _settled(client, original["id"]), 10, "the original's delivery")
+
+    response = client.post(f"/jobs/{original['id']}/rerun")
+    assert response.status_code == 202, response.text
+    rerun = response.json()
+    assert rerun["params"]["callback_url"] == receiver.url and rerun["deliveries"] == []
+    assert run_queue(app.state.settings, app.state.store) == 1
+    final = wait_for(lambda: _settled(client, rerun["id"]), 10, "the rerun's delivery")
+
+    assert final["status"] == "succeeded", final["error"]
+    (delivery,) = final["deliveries"]
+    assert delivery["state"] == "delivered" and delivery["event"] == "job.succeeded"
+    first, second = (json.loads(body) for _, body, _ in receiver.received)
+    assert first["id"] == original["id"] and first["rerun_of"] is None
+    assert second["id"] == rerun["id"] and second["rerun_of"] == original["id"]
+    assert second == {k: v for k, v in final.items() if k != "deliveries"}
+    assert receiver.received[1][0]["x-ovbench-delivery"] == delivery["id"]
+
+
+def test_a_rerun_whose_callback_host_is_no_longer_allowed_is_the_422_of_a_submission(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    client = make_client()
+    model_id = _model_id(client, tiny_model)
+    original = _submit(client, model_id, receiver.url)
+    assert client.post(f"/jobs/{original['id']}/cancel").status_code == 200
+    # the admin removed the receiver's host since; the same data dir, a new server
+    narrower = make_client(webhook_allow="example.org")
+    rerun = narrower.post(f"/jobs/{original['id']}/rerun")
+    submitted = narrower.post(
+        "/jobs", json={"model_id": model_id, "niter": 1, "callback_url": receiver.url}
+    )
+    assert rerun.status_code == submitted.status_code == 422, rerun.text
+    assert rerun.json() == submitted.json()
+    assert rerun.json()["error"]["code"] == "callback_not_allowed"
+    assert [job["id"] for job in narrower.get("/jobs").json()] == [original["id"]]
+    # still allowed: the rerun goes
+    assert client.post(f"/jobs/{original['id']}/rerun").status_code == 202
+
+
+def _rows(client: TestClient, subject_id: str) -> list[Any]:
+    store: Store = client.app.state.store  # type: ignore[attr-defined]
+    return store.deliveries.for_subjects([subject_id]).get(subject_id, [])
+
+
+def _retention_removes(client: TestClient, subject_id: str) -> None:
+    """Run serve's periodic retention loop (every `retention_interval_s`) until the
+    deliveries of `subject_id` are gone."""
+    app: Any = client.app
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=_retention_loop, args=(app.state.store, app.state.settings, stop), daemon=True
+    )
+    loop.start()
+    try:
+        wait_for(lambda: _rows(client, subject_id) == [], 10, "the retention pass")
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+
+
+def test_deleting_a_job_or_sweep_deletes_its_delivered_deliveries(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    client = make_client()
+    model_id = _model_id(client, tiny_model)
+    job = _submit(client, model_id, receiver.url)
+    client.post(f"/jobs/{job['id']}/cancel")
+    wait_for(lambda: _settled(client, job["id"]), 10, "the job's delivery")
+    kept = _submit(client, model_id, receiver.url)  # not deleted
+    client.post(f"/jobs/{kept['id']}/cancel")
+    wait_for(lambda: _settled(client, kept["id"]), 10, "the other job's delivery")
+    sweep = client.post(
+        "/sweeps",
+        json={
+            "model_id": model_id,
+            "niter": 1,
+            "grid": {"nireq": [1, 2]},
+            "callback_url": receiver.url,
+        },
+    ).json()
+    client.post(f"/sweeps/{sweep['id']}/cancel")
+    wait_for(
+        lambda: (
+            [d["state"] for d in client.get(f"/sweeps/{sweep['id']}").json()["deliveries"]]
+            == ["delivered"]
+        ),
+        10,
+        "the sweep's delivery",
+    )
+    assert len(_rows(client, job["id"])) == len(_rows(client, sweep["id"])) == 1
+
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 204
+    assert _rows(client, job["id"]) == [] and _rows(client, sweep["id"]) == []
+    assert [d.state for d in _rows(client, kept["id"])] == ["delivered"]
+    assert len(receiver.received) == 3
+
+
+def test_a_job_deleted_while_its_delivery_is_retried_still_gets_its_body_delivered(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    receiver.fail_first = 1
+    client = make_client(sender=False, retention_interval_s=0.05)
+    app: Any = client.app
+    job = _submit(client, _model_id(client, tiny_model), receiver.url)
+    client.post(f"/jobs/{job['id']}/cancel")
+    final = client.get(f"/jobs/{job['id']}").json()
+    assert app.state.webhooks.run_once() == 1  # 500: the body is stored, due again
+    (row,) = _rows(client, job["id"])
+    assert (row.state, row.attempts) == ("pending", 1)
+
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    assert client.get(f"/jobs/{job['id']}").status_code == 404
+    assert [r.state for r in _rows(client, job["id"])] == ["pending"]  # it keeps going
+
+    def delivered() -> bool:
+        app.state.webhooks.run_once()
+        return [r.state for r in _rows(client, job["id"])] == ["delivered"]
+
+    wait_for(delivered, 10, "the retry after the delete")
+    (_, first, _), (_, second, status) = receiver.received
+    assert status == 200 and first == second  # the job's final JSON, as stored
+    sent = json.loads(second)
+    assert sent["id"] == job["id"] and sent["status"] == "cancelled"
+    assert sent == {k: v for k, v in final.items() if k != "deliveries"}
+
+    # the periodic retention pass of `ovbench serve` removes it, now that it is final
+    _retention_removes(client, job["id"])
+
+
+def test_a_job_deleted_before_its_first_attempt_is_given_up_then_removed_by_retention(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    client = make_client(sender=False, retention_interval_s=0.05)
+    app: Any = client.app
+    job = _submit(client, _model_id(client, tiny_model), receiver.url)
+    client.post(f"/jobs/{job['id']}/cancel")
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    (row,) = _rows(client, job["id"])
+    assert (row.state, row.attempts) == ("pending", 0)  # no body yet: nothing to send
+
+    assert app.state.webhooks.run_once() == 1
+    (row,) = _rows(client, job["id"])
+    assert (row.state, row.last_error) == ("failed", "the job was deleted")
+    assert receiver.received == []
+    _retention_removes(client, job["id"])

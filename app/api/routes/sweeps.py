@@ -79,9 +79,9 @@ def list_sweeps(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> list[SweepRead]:
-    rows, total = store.sweeps.list_page(status, limit, offset)
+    sweeps, total = sweep_service.list_sweeps(store, status, limit, offset)
     response.headers["X-Total-Count"] = str(total)
-    return [sweep_service.sweep_read(store, row) for row in rows]
+    return sweeps
 
 
 @router.get(
