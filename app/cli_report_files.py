@@ -47,10 +47,11 @@ def write_report_files(
     files = benchmark_app_files(result, args.report_type, layout, parse_command_line(argv))
     if args.report_type in COUNTER_REPORT_TYPES and not result.perf_counters:
         print("[ INFO ] Performance counters are empty. No reports are dumped.", file=out)
-    if args.report_type == "detailed_counters" and result.config.nireq > 1:
+    averaged_only = bool(result.perf_counters) and result.perf_counters_per_request is None
+    if args.report_type == "detailed_counters" and result.config.nireq > 1 and averaged_only:
         print(
-            f"[ WARNING ] ovbench keeps each layer's times averaged over the "
-            f"{result.config.nireq} infer requests: the detailed counters report has one "
+            f"[ WARNING ] This result keeps each layer's times averaged over the "
+            f"{result.config.nireq} infer requests only: the detailed counters report has one "
             "block, their average (benchmark_app writes one per request).",
             file=out,
         )

@@ -4,6 +4,8 @@ folder is created, or refused (exit 2) before anything runs."""
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import subprocess
 import sys
@@ -12,6 +14,11 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from app.cli_report_files import write_report_files
+from app.engine.integrity import HostGuardRules
+from app.engine.report_formats import counters_report
+from app.engine.runner import run_benchmark
+from app.engine.spec import BenchmarkResult, BenchmarkSpec
 from tests.engine.test_report_formats import skeleton
 
 BENCHMARK_APP = str(Path(sys.executable).with_name("benchmark_app"))
@@ -30,7 +37,9 @@ def _stored_lines(output: str, folder: Path) -> list[str]:
     "options",
     [
         ["-report_type", "average_counters"],
-        ["-report_type", "detailed_counters", "-json_stats"],
+        # -nireq 2 on both sides (benchmark_app's default is the device's optimal number):
+        # one block per infer request, two in each file.
+        ["-report_type", "detailed_counters", "-json_stats", "-nireq", "2"],
     ],
     ids=["average_counters_csv", "detailed_counters_json"],
 )
@@ -60,6 +69,11 @@ def test_same_files_and_lines_as_benchmark_app_with_the_same_arguments(
         # arguments were typed.
         assert skeleton(name, text) == skeleton(name, theirs[name]), name
     assert _stored_lines(out, ours_dir) == _stored_lines(done.stdout, theirs_dir)
+    if "detailed_counters" in options:
+        name = "benchmark_detailed_counters_report.json"
+        blocks = [json.loads(files[name])["detailed_performance"] for files in (ours, theirs)]
+        assert len(blocks[0]) == len(blocks[1]) == 2
+        assert "averaged over" not in out  # the fallback's warning: not for a fresh run
     # benchmark_app turns the counters on for these report types, and says so.
     assert "[ WARNING ] Turn on performance counters for CPU device since report type" in out
     assert "Turn on performance counters for CPU device" in done.stdout
@@ -107,3 +121,34 @@ def test_report_folder_without_report_type_writes_nothing_and_says_so(
     assert "without -report_type no report files are written" in out
     assert not folder.exists()
     assert "report is stored to" not in out
+
+
+def test_detailed_counters_of_a_result_without_each_request_are_their_average_with_a_warning(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """A result stored before ovbench kept each request's counters (perf_counters_per_request
+    absent): one block, the average, and a warning that says so."""
+    spec = BenchmarkSpec(
+        model_path=str(tiny_model),
+        api="async",
+        niter=4,
+        nireq=2,
+        perf_counters=True,
+        guard=HostGuardRules(sample_s=0),
+    )
+    fresh = run_benchmark(spec)
+    stored = fresh.model_dump()
+    del stored["perf_counters_per_request"]
+    old = BenchmarkResult.model_validate(stored)
+    args = argparse.Namespace(
+        report_type="detailed_counters", json_stats=False, report_folder=str(tmp_path)
+    )
+    report = tmp_path / "benchmark_detailed_counters_report.csv"
+    for result, blocks, warned in ((fresh, 2, False), (old, 1, True)):
+        out = io.StringIO()
+        assert write_report_files(result, args, ["-report_type", "detailed_counters"], out) == 0
+        assert report.read_text().count("layerName;") == blocks
+        assert ("[ WARNING ]" in out.getvalue() and "averaged over the 2" in out.getvalue()) is (
+            warned
+        )
+    assert report.read_text() == counters_report(fresh, "average_counters", "csv").text

@@ -15,10 +15,12 @@ Values are formatted as benchmark_app formats them (times with 2 decimals: a 0.0
 latency reads 0.00, as there). Where ovbench knows less or differently:
 - `topology` is the model's name (benchmark_app writes OpenVINO's internal unique name,
   e.g. Model1); `inference_only` is True (ovbench fills the inputs before the loop);
-- the counters are those `BenchmarkResult.perf_counters` keeps: each node's times averaged
-  over the infer requests. The detailed report (one block per request in benchmark_app)
-  has one block, that average; the average report lists every node (benchmark_app's JSON
-  average report lists only the first, a bug in its JsonStatisticsReport).
+- the detailed report has one block per infer request, as benchmark_app's, from
+  `BenchmarkResult.perf_counters_per_request` (each request's last inference); results
+  stored before ovbench kept those have only the average, `perf_counters`, and their
+  detailed report has one block, that average. The average report lists every node
+  (benchmark_app's JSON average report lists only the first, a bug in its
+  JsonStatisticsReport).
 
 The flat row (`flat_row`, `FLAT_COLUMNS`) is ovbench's own: units in the column names and
 numbers at full precision.
@@ -310,6 +312,14 @@ def _counters_json_block(counters: Sequence[PerfCounter]) -> dict[str, Any]:
     }
 
 
+def detailed_blocks(result: BenchmarkResult) -> list[list[PerfCounter]]:
+    """The detailed report's blocks: one per infer request, or, for a result stored before
+    ovbench kept each request's counters, the one average it has (empty without counters)."""
+    if result.perf_counters_per_request:
+        return result.perf_counters_per_request
+    return [result.perf_counters] if result.perf_counters else []
+
+
 def counters_report(
     result: BenchmarkResult, report_type: ReportType, layout: ReportLayout
 ) -> ReportFile:
@@ -318,15 +328,19 @@ def counters_report(
         raise ValueError(f"{report_type} has no counters file; use {COUNTER_REPORT_TYPES}")
     if not result.perf_counters:
         raise ValueError("the result has no per-layer counters (run with perf_counters)")
-    counters = result.perf_counters
+    blocks = (
+        [result.perf_counters] if report_type == "average_counters" else detailed_blocks(result)
+    )
     name = counters_file_name(report_type, layout)
     if layout == "csv":
-        return ReportFile(name, _counters_csv_block(counters), layout)
-    block = _counters_json_block(counters)
+        return ReportFile(name, "".join(_counters_csv_block(b) for b in blocks), layout)
     body: dict[str, Any] = (
-        {"report_type": "average", "avg_performance": block}
+        {"report_type": "average", "avg_performance": _counters_json_block(blocks[0])}
         if report_type == "average_counters"
-        else {"report_type": "detailed", "detailed_performance": [block]}
+        else {
+            "report_type": "detailed",
+            "detailed_performance": [_counters_json_block(b) for b in blocks],
+        }
     )
     return ReportFile(name, json.dumps(body, indent=4), layout)
 

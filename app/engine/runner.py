@@ -187,22 +187,34 @@ def _effective(
     )
 
 
-def _perf_counters(requests: list[ov.InferRequest]) -> list[PerfCounter]:
-    """Per-node times of each request's last inference, averaged over the requests."""
+def _request_counters(request: ov.InferRequest) -> list[PerfCounter]:
+    """Per-node times of the request's last inference (benchmark_app reads each request's
+    `profiling_info` after the loop, in the requests' order)."""
+    return [
+        PerfCounter(
+            node_name=info.node_name,
+            node_type=info.node_type,
+            exec_type=info.exec_type,
+            status=str(info.status).rsplit(".", 1)[-1],
+            real_time_ms=info.real_time.total_seconds() * 1000,
+            cpu_time_ms=info.cpu_time.total_seconds() * 1000,
+        )
+        for info in request.profiling_info
+    ]
+
+
+def _average_counters(per_request: list[list[PerfCounter]]) -> list[PerfCounter]:
+    """Each node's times averaged over the requests (benchmark_app's average_counters): in the
+    order nodes first appear, summed by node name and divided by the number of requests."""
     totals: dict[str, PerfCounter] = {}
-    for request in requests:
-        for info in request.profiling_info:
-            current = totals.get(info.node_name)
-            real_ms = info.real_time.total_seconds() * 1000 / len(requests)
-            cpu_ms = info.cpu_time.total_seconds() * 1000 / len(requests)
+    for counters in per_request:
+        for counter in counters:
+            real_ms = counter.real_time_ms / len(per_request)
+            cpu_ms = counter.cpu_time_ms / len(per_request)
+            current = totals.get(counter.node_name)
             if current is None:
-                totals[info.node_name] = PerfCounter(
-                    node_name=info.node_name,
-                    node_type=info.node_type,
-                    exec_type=info.exec_type,
-                    status=str(info.status).rsplit(".", 1)[-1],
-                    real_time_ms=real_ms,
-                    cpu_time_ms=cpu_ms,
+                totals[counter.node_name] = counter.model_copy(
+                    update={"real_time_ms": real_ms, "cpu_time_ms": cpu_ms}
                 )
             else:
                 current.real_time_ms += real_ms
@@ -371,7 +383,10 @@ def run_benchmark(
     if shown.steady_state.warning and len(figures) < verdict.MIN_REPEATS_FOR_SPREAD:
         _note(warns, [shown.steady_state.warning])
 
-    perf = _perf_counters(requests) if spec.perf_counters else None
+    per_request_counters = (
+        [_request_counters(request) for request in requests] if spec.perf_counters else None
+    )
+    perf = None if per_request_counters is None else _average_counters(per_request_counters)
     result = BenchmarkResult(
         status="cancelled" if any(run.cancelled for run in runs) else "completed",
         api=spec.api,
@@ -407,6 +422,7 @@ def run_benchmark(
         ],
         timeline=shown.timeline,
         perf_counters=perf,
+        perf_counters_per_request=per_request_counters,
         warnings=warns,
         host=host_facts(origin.host),
         cpu_usage=shown.cpu_usage,

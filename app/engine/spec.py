@@ -332,7 +332,18 @@ class BenchmarkResult(BaseModel):
     model: ModelDescription
     inputs: list[InputFill]
     timeline: list[TimelinePoint]
-    perf_counters: list[PerfCounter] | None = None
+    perf_counters: list[PerfCounter] | None = Field(
+        default=None,
+        description="-pc: each layer's times averaged over the infer requests "
+        "(benchmark_app's average_counters; null when perf_counters is off)",
+    )
+    perf_counters_per_request: list[list[PerfCounter]] | None = Field(
+        default=None,
+        description="-pc: each infer request's own layer times, from its last inference "
+        "(of the last repeat), one list per request in the requests' order (benchmark_app's "
+        "detailed_counters). null when perf_counters is off, and in results stored before "
+        "ovbench kept them",
+    )
     warnings: list[str] = Field(default_factory=list)
     host: dict[str, str | int] = Field(default_factory=dict)
     cpu_usage: CpuUsage | None = Field(

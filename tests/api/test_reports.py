@@ -157,7 +157,16 @@ def test_benchmark_app_format_gives_its_statistics_report_and_counters_files(
         client, job_id, format="benchmark_app", report_type="detailed_counters", layout="json"
     ).json()
     assert detailed["report_type"] == "detailed"
-    assert len(detailed["detailed_performance"][0]["nodes"]) == len(result.perf_counters)
+    # One block per infer request (nireq 2), each with every node of the average, in order.
+    assert result.perf_counters_per_request is not None
+    assert len(detailed["detailed_performance"]) == len(result.perf_counters_per_request) == 2
+    names = [c.node_name for c in result.perf_counters]
+    for block, counters in zip(
+        detailed["detailed_performance"], result.perf_counters_per_request, strict=True
+    ):
+        assert [node["name"] for node in block["nodes"]] == names
+        total_ms = sum(c.real_time_ms for c in counters)
+        assert block["total_real_time"] == f"{total_ms:.3f}"
 
 
 def test_counters_of_a_job_run_without_perf_counters_are_409_naming_it(

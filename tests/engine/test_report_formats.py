@@ -173,15 +173,29 @@ def json_skeleton(value: Any) -> Any:
 
 
 def skeleton(name: str, text: str) -> Any:
+    """The file's skeleton; the detailed counters' blocks (one per infer request) each."""
     if name.endswith(".json"):
         body = json.loads(text)
-        if "detailed_performance" in body:  # one block per infer request: compare one
-            body["detailed_performance"] = body["detailed_performance"][:1]
-        return json_skeleton(body)
+        blocks = body.get("detailed_performance")
+        skeleton_body = json_skeleton(body)
+        if blocks is not None:
+            skeleton_body["detailed_performance"] = [json_skeleton(block) for block in blocks]
+        return skeleton_body
     if name == "benchmark_report.csv":
         return csv_statistics_skeleton(text)
-    first_block = text.split("\n\n")[0] + "\n\n"  # detailed: one block per infer request
-    return counters_csv_skeleton(first_block)
+    return counters_csv_skeleton(text)
+
+
+def csv_blocks(text: str) -> list[str]:
+    """A counters CSV's blocks (header to Total), each with its blank line."""
+    return [block + "\n\n" for block in text.split("\n\n") if block]
+
+
+def csv_nodes(block: str) -> list[tuple[str, str]]:
+    """(name, layer type) of each layer of a counters CSV block; OpenVINO numbers the names of
+    the nodes it adds (Convert_40) by how many it made in the process, so the numbers go."""
+    cells = [line.split(";") for line in block.split("\n")[1:-3]]  # header .. Total, blank
+    return [(re.sub(r"_\d+", "_N", c[0]), c[2]) for c in cells]
 
 
 # ------------------------------------------------------------------ against benchmark_app
@@ -230,20 +244,43 @@ def test_statistics_json_keeps_benchmark_app_types(cases: dict[str, Case]) -> No
 def test_counters_list_the_nodes_benchmark_app_lists(cases: dict[str, Case]) -> None:
     case = cases["average_csv"]
     name = "benchmark_average_counters_report.csv"
+    (ours_average,) = csv_blocks(_ours(case)[name])
+    (their_average,) = csv_blocks(case.theirs[name])
+    assert csv_nodes(ours_average) == csv_nodes(their_average)
 
-    def nodes(text: str) -> list[tuple[str, str]]:
-        """(name, layer type) of each layer; OpenVINO numbers the names of the nodes it adds
-        (Convert_40) by how many it made in the process, so the numbers go."""
-        block = text.split("\n\n")[0].split("\n")[1:-1]  # between the header and Total
-        cells = [line.split(";") for line in block]
-        return [(re.sub(r"_\d+", "_N", c[0]), c[2]) for c in cells]
 
-    assert nodes(_ours(case)[name]) == nodes(case.theirs[name])
-    # benchmark_app's detailed file has one block per infer request; ours one (their average).
+def test_detailed_counters_have_one_block_per_infer_request_as_benchmark_app(
+    cases: dict[str, Case],
+) -> None:
     detailed = cases["detailed_csv"]
-    blocks = detailed.theirs["benchmark_detailed_counters_report.csv"].count("layerName;")
-    assert blocks == detailed.result.config.nireq == 2
-    assert _ours(detailed)["benchmark_detailed_counters_report.csv"].count("layerName;") == 1
+    assert detailed.result.config.nireq == 2
+    name = "benchmark_detailed_counters_report.csv"
+    theirs, ours = csv_blocks(detailed.theirs[name]), csv_blocks(_ours(detailed)[name])
+    assert len(theirs) == len(ours) == 2
+    assert "".join(ours) == _ours(detailed)[name]  # nothing but the blocks
+    for our_block, their_block in zip(ours, theirs, strict=True):
+        assert csv_nodes(our_block) == csv_nodes(their_block)
+    # Each block is that request's own counters, not their average.
+    per_request = detailed.result.perf_counters_per_request
+    assert per_request is not None and len(per_request) == 2
+    for block, counters in zip(ours, per_request, strict=True):
+        alone = detailed.result.model_copy(update={"perf_counters_per_request": [counters]})
+        assert block == report_formats.counters_report(alone, "detailed_counters", "csv").text
+        total = block.split("\n")[-3].split(";")
+        assert total[4] == f"{sum(c.real_time_ms for c in counters):.3f}"
+
+    name = "benchmark_detailed_counters_report.json"
+    their_json = json.loads(cases["detailed_json"].theirs[name])
+    our_json = json.loads(_ours(cases["detailed_json"])[name])
+    assert list(our_json) == list(their_json) == ["report_type", "detailed_performance"]
+    assert len(our_json["detailed_performance"]) == len(their_json["detailed_performance"]) == 2
+    for our_block, their_block in zip(
+        our_json["detailed_performance"], their_json["detailed_performance"], strict=True
+    ):
+        assert list(our_block) == list(their_block)
+        assert [n["node_type"] for n in our_block["nodes"]] == [
+            n["node_type"] for n in their_block["nodes"]
+        ]
 
 
 def test_a_jobs_equivalent_command_line_names_benchmark_app_flags(cases: dict[str, Case]) -> None:
@@ -305,6 +342,69 @@ def test_report_values_round_as_benchmark_app_and_counters_need_counters(
         "",
         "",
     ]
+
+
+def _counter(name: str, real_time_ms: float, cpu_time_ms: float) -> PerfCounter:
+    return PerfCounter(
+        node_name=name,
+        node_type="Convolution",
+        exec_type="jit",
+        status="EXECUTED",
+        real_time_ms=real_time_ms,
+        cpu_time_ms=cpu_time_ms,
+    )
+
+
+def test_detailed_counters_write_each_request_and_old_results_their_average(
+    cases: dict[str, Case],
+) -> None:
+    result = cases["sync_csv"].result.model_copy(deep=True)
+    result.perf_counters_per_request = [
+        [_counter("conv", 1.0, 2.0), _counter("fc", 0.25, 0.5)],
+        [_counter("conv", 3.0, 4.0), _counter("fc", 0.75, 1.5)],
+    ]
+    result.perf_counters = [_counter("conv", 2.0, 3.0), _counter("fc", 0.5, 1.0)]
+    header = "layerName;execStatus;layerType;execType;realTime (ms);cpuTime (ms)"
+    detailed = report_formats.counters_report(result, "detailed_counters", "csv").text
+    assert detailed.split("\n") == [
+        header,
+        "conv;Status.EXECUTED;Convolution;jit;1.000;2.000",
+        "fc;Status.EXECUTED;Convolution;jit;0.250;0.500",
+        "Total;;;;1.250;2.500",
+        "",
+        header,
+        "conv;Status.EXECUTED;Convolution;jit;3.000;4.000",
+        "fc;Status.EXECUTED;Convolution;jit;0.750;1.500",
+        "Total;;;;3.750;5.500",
+        "",
+        "",
+    ]
+    body = json.loads(report_formats.counters_report(result, "detailed_counters", "json").text)
+    assert body["report_type"] == "detailed"
+    blocks = body["detailed_performance"]
+    assert [b["total_real_time"] for b in blocks] == ["1.250", "3.750"]
+    assert [b["total_cpu_time"] for b in blocks] == ["2.500", "5.500"]
+    assert [n["real_time"] for n in blocks[1]["nodes"]] == ["3.000", "0.750"]
+    # The average report is the average, whatever the requests hold.
+    average = report_formats.counters_report(result, "average_counters", "csv").text
+    assert average.split("\n")[1:4] == [
+        "conv;Status.EXECUTED;Convolution;jit;2.000;3.000",
+        "fc;Status.EXECUTED;Convolution;jit;0.500;1.000",
+        "Total;;;;2.500;4.000",
+    ]
+    average_json = json.loads(
+        report_formats.counters_report(result, "average_counters", "json").text
+    )
+    assert average_json["avg_performance"]["total_real_time"] == "2.500"
+
+    # A result stored before ovbench kept each request's counters: one block, the average.
+    old = BenchmarkResult.model_validate(
+        {k: v for k, v in result.model_dump().items() if k != "perf_counters_per_request"}
+    )
+    assert old.perf_counters_per_request is None
+    assert report_formats.counters_report(old, "detailed_counters", "csv").text == average
+    old_json = json.loads(report_formats.counters_report(old, "detailed_counters", "json").text)
+    assert [b["total_real_time"] for b in old_json["detailed_performance"]] == ["2.500"]
 
 
 def test_flat_row_keeps_full_precision_with_units_in_the_names(cases: dict[str, Case]) -> None:

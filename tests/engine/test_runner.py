@@ -17,6 +17,7 @@ from app.engine.errors import (
     InputError,
     ModelReadError,
 )
+from app.engine.integrity import HostGuardRules
 from app.engine.runner import run_benchmark
 from app.engine.spec import BenchmarkSpec, Progress
 from tests.factories import (
@@ -215,7 +216,30 @@ def test_perf_counters_are_reported_when_asked(tiny_model: Path) -> None:
     result = run_benchmark(_spec(tiny_model, niter=3, perf_counters=True))
     assert result.perf_counters
     assert any(c.real_time_ms > 0 for c in result.perf_counters)
-    assert run_benchmark(_spec(tiny_model, niter=3)).perf_counters is None
+    assert result.perf_counters_per_request is not None
+    assert len(result.perf_counters_per_request) == 1  # sync: one request, its own average
+    assert result.perf_counters_per_request[0] == result.perf_counters
+    off = run_benchmark(_spec(tiny_model, niter=3))
+    assert off.perf_counters is None and off.perf_counters_per_request is None
+
+
+def test_perf_counters_keep_each_infer_request_and_their_average(tiny_model: Path) -> None:
+    no_guard = HostGuardRules(sample_s=0)  # no wait for a quiet host: counters, not timings
+    result = run_benchmark(
+        _spec(tiny_model, api="async", niter=4, nireq=2, perf_counters=True, guard=no_guard)
+    )
+    average, per_request = result.perf_counters, result.perf_counters_per_request
+    assert average and per_request is not None
+    assert len(per_request) == result.config.nireq == 2
+    names = [c.node_name for c in average]
+    for counters in per_request:
+        assert [c.node_name for c in counters] == names
+        assert any(c.real_time_ms > 0 for c in counters)  # each request ran
+    for index, counter in enumerate(average):
+        own = [counters[index] for counters in per_request]
+        assert (counter.node_type, counter.exec_type) == (own[0].node_type, own[0].exec_type)
+        assert counter.real_time_ms == pytest.approx(sum(c.real_time_ms for c in own) / 2)
+        assert counter.cpu_time_ms == pytest.approx(sum(c.cpu_time_ms for c in own) / 2)
 
 
 def test_latency_percentile_is_reported(tiny_model: Path) -> None:

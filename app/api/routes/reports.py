@@ -29,9 +29,10 @@ REPORT_DESCRIPTION = """The job's result as a file to save (`Content-Disposition
   benchmark_app writes the same one for every report type); `average_counters` or
   `detailed_counters`, the per-layer counters file (`benchmark_<report_type>_report.csv|json`),
   which needs a job run with `perf_counters` (409 `job_has_no_perf_counters` otherwise).
-  The job keeps each layer's times averaged over its infer requests, so the detailed report
-  has one block, that average (benchmark_app writes one per request; with the sync API there
-  is one request, and they are the same). "Command line parameters" lists the benchmark_app
+  As benchmark_app, the detailed report has one block per infer request (each request's
+  last inference) and the average one the mean over them; a job stored before ovbench kept
+  each request's counters has their average only, which its detailed report gives as one
+  block. "Command line parameters" lists the benchmark_app
   command equivalent to the job (`-m <model file as uploaded> -d -api`, its limits,
   `-nireq` for async, the other options it was given that benchmark_app takes,
   `-report_type`); `topology` is the model's name.
