@@ -21,6 +21,7 @@ from app.api.events import EventHub, JobEvent
 from app.engine.spec import Progress
 from app.settings import Settings
 from app.store import Store
+from app.store.tables import ModelRow, new_id, utcnow
 from app.worker.worker import Worker
 from tests.api.conftest import assert_error, running_settings
 
@@ -254,6 +255,39 @@ def test_the_watcher_reads_the_store_once_per_change_for_every_subscriber(
     assert statement_count == 2 * 5  # each look: the rows that may have changed, and a count
 
 
+def test_the_watcher_sleeps_until_a_commit_instead_of_ticking(
+    client: TestClient, model: dict[str, Any], store: Store, settings: Settings
+) -> None:
+    """On SQLite the watcher waits on the store's commit signal: idle, it wakes only for its
+    once-a-second safety look (not every `interval_s`), and a commit still wakes it at once."""
+    job_id = _running_job(client, store, model["id"])
+
+    async def scenario() -> tuple[int, int, float]:
+        hub = EventHub(store, settings.default_duration_s, interval_s=0.01)
+        sub = hub.subscribe(job_id)
+        await hub.fresh()
+        await asyncio.sleep(0.1)  # the settling after the claim's commit is over
+        wakeups = hub.wakeups
+        await asyncio.sleep(1.5)  # 150 ticks at 0.01 s if it ticked
+        idle_wakeups = hub.wakeups - wakeups
+        wakeups = hub.wakeups
+        started = time.monotonic()
+        progress = Progress(fraction=0.5, iterations=42, elapsed_s=1.0)
+        await asyncio.to_thread(store.jobs.update_progress, job_id, progress)
+        event = await _next(sub.queue)
+        assert json.loads(event.frame.split(b"data: ", 1)[1])["progress"]["iterations"] == 42
+        arrived_s = time.monotonic() - started
+        commit_wakeups = hub.wakeups - wakeups
+        await hub.close()
+        return idle_wakeups, commit_wakeups, arrived_s
+
+    assert store.commit_signal() is not None  # Linux, a SQLite file: inotify watches it
+    idle_wakeups, commit_wakeups, arrived_s = asyncio.run(scenario())
+    assert idle_wakeups <= 3, idle_wakeups  # the safety look once a second
+    assert 1 <= commit_wakeups <= 8, commit_wakeups  # the write, then the settling reads
+    assert arrived_s < 1.0  # woken by the commit, not by the safety look
+
+
 def test_a_slow_subscriber_is_dropped_and_the_others_keep_their_events(
     client: TestClient, model: dict[str, Any], store: Store, settings: Settings
 ) -> None:
@@ -277,3 +311,66 @@ def test_a_slow_subscriber_is_dropped_and_the_others_keep_their_events(
     assert all(isinstance(item, JobEvent) for item in got) and len(got) == 4
     assert left == [None]  # its stream ends; EventSource reconnects with Last-Event-ID
     assert subscribers == 1
+
+
+def test_the_watcher_follows_a_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """PostgreSQL has no change token or commit signal: the watcher looks every tick, and a
+    subscriber still gets each progress once, in order, then the job's end."""
+    from tests.store.conftest import put_blob
+
+    pg = Store(tmp_path / "data", database_url=postgres_url)
+    pg.migrate()
+    try:
+        assert pg.change_token() is None and pg.commit_signal() is None
+        xml, weights = put_blob(pg, b"<xml/>"), put_blob(pg, b"\0" * 16)
+        model, _ = pg.catalog.add_model(
+            ModelRow(
+                id=new_id(),
+                name="a",
+                format="openvino_ir",
+                sha256="f" * 64,
+                size_bytes=22,
+                files=[
+                    {"name": "model.xml", "original_name": "a.xml", "sha256": xml, "size_bytes": 6},
+                    {
+                        "name": "model.bin",
+                        "original_name": "a.bin",
+                        "sha256": weights,
+                        "size_bytes": 16,
+                    },
+                ],
+                description={"inputs": [], "outputs": []},
+                created_at=utcnow(),
+            )
+        )
+        job = pg.jobs.create(
+            {"model_id": model.id, "device": "CPU", "api": "async", "duration_s": 60}, 10
+        )
+        assert pg.jobs.claim_next(worker_pid=1) is not None
+
+        async def scenario() -> list[tuple[str, int | None]]:
+            hub = EventHub(pg, {"CPU": 60.0}, interval_s=0.02)
+            sub = hub.subscribe(job.id)
+            await hub.fresh()
+            seen: list[tuple[str, int | None]] = []
+            for step in (1, 2, 3):
+                progress = Progress(fraction=step / 10, iterations=step * 5, elapsed_s=step)
+                await asyncio.to_thread(pg.jobs.update_progress, job.id, progress)
+                body = json.loads((await _next(sub.queue)).frame.split(b"data: ", 1)[1])
+                seen.append((body["status"], body["progress"]["iterations"]))
+            await asyncio.to_thread(pg.jobs.finish_failed, job.id, "internal_error", "test end")
+            event = await _next(sub.queue)
+            body = json.loads(event.frame.split(b"data: ", 1)[1])
+            seen.append((body["status"], None))
+            assert event.final
+            await hub.close()
+            return seen
+
+        assert asyncio.run(scenario()) == [
+            ("running", 5),
+            ("running", 10),
+            ("running", 15),
+            ("failed", None),
+        ]
+    finally:
+        pg.close()
