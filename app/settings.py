@@ -242,7 +242,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=60, description="Webhooks: one attempt's timeout (connect and read)"
     )
     webhook_poll_interval_s: float = Field(
-        default=0.25, gt=0, description="Webhooks: how often the sender looks for due deliveries"
+        default=1.0,
+        gt=0,
+        description="Webhooks: how often the sender looks for due deliveries (a delivery goes "
+        "out within about this long of the end, or of its retry time)",
     )
     fault: str = Field(
         default="", description="Tests only: fault points to arm, comma-separated (app/faults.py)"

@@ -39,6 +39,8 @@ from app.store.tables import DeliveryRow, utcnow
 
 logger = logging.getLogger(__name__)
 
+IDLE_READ_S = 60.0  # the due time is read at least this often, whatever the token says
+
 SIGNATURE_HEADER = "X-Ovbench-Signature"
 DELIVERY_HEADER = "X-Ovbench-Delivery"
 EVENT_HEADER = "X-Ovbench-Event"
@@ -115,12 +117,30 @@ class WebhookSender:
         self._client.close()
 
     def _loop(self) -> None:
+        """Passes while deliveries are due; between them one look every
+        `webhook_poll_interval_s` that asks the store only when it may hold something new:
+        the earliest pending delivery's due time is read again after a commit (the store's
+        change token moved), after a pass, and once a minute; passes run once it is due.
+        Without a change token (PostgreSQL) every look is a pass, as the claim is the query."""
+        token: object = object()  # forces a read of the due time
+        due_at: datetime | None = None
+        read_s = 0.0
         while not self._stop.is_set():
+            busy = False
             try:
-                busy = self.run_once() > 0
+                current = self.store.change_token()
+                if current is None:
+                    busy = self.run_once() > 0
+                else:
+                    if current != token or time.monotonic() - read_s >= IDLE_READ_S:
+                        token, read_s = current, time.monotonic()
+                        due_at = self.store.deliveries.next_due_at()
+                    if due_at is not None and utcnow() >= due_at:
+                        busy = self.run_once() > 0
+                        token = object()  # what the pass recorded: read the due time again
             except Exception:
                 logger.exception("webhook sender pass failed")
-                busy = False
+                token = object()
             if not busy:
                 self._stop.wait(self.settings.webhook_poll_interval_s)
 

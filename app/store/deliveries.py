@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from app.store.tables import DeliveryRow, JobRow, SweepRow, new_id, utcnow
@@ -135,6 +135,14 @@ class Deliveries:
         with self.session() as s:
             rows = s.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(claimed))).all()
         return sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest pending delivery is due (None: none is pending); the sender sleeps
+        until then unless a commit may have added one."""
+        with self.session() as s:
+            return s.scalar(
+                select(func.min(DeliveryRow.next_attempt_at)).where(DeliveryRow.state == "pending")
+            )
 
     def keep_body(self, delivery_id: str, body: bytes) -> bytes:
         """Store the body built for the first attempt unless one is stored already; the body

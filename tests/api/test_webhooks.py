@@ -503,3 +503,40 @@ def test_a_job_deleted_before_its_first_attempt_is_given_up_then_removed_by_rete
     assert (row.state, row.last_error) == ("failed", "the job was deleted")
     assert receiver.received == []
     _retention_removes(client, job["id"])
+
+
+def test_the_sender_reads_the_store_only_after_a_commit_or_when_a_retry_is_due(
+    make_client: Callable[..., TestClient], receiver: Receiver, tiny_model: Path
+) -> None:
+    """Between passes the sender only reads the change token: no query while nothing is
+    committed, one after a commit, and the retry goes out at its due time with no commit."""
+    receiver.fail_first = 1
+    client = make_client(webhook_first_retry_s=0.6)
+    store = client.app.state.store  # type: ignore[attr-defined]
+    calls: list[str] = []
+    for name in ("next_due_at", "claim_due"):
+        original = getattr(store.deliveries, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return _original(*args)
+
+        setattr(store.deliveries, name, counted)
+    job = _submit(client, _model_id(client, tiny_model), receiver.url)
+    client.post(f"/jobs/{job['id']}/cancel")
+    wait_for(lambda: len(receiver.received) == 1, 10, "the first attempt (answered 500)")
+    time.sleep(0.1)  # the pass has recorded the failure and read the next due time
+
+    before = len(calls)
+    time.sleep(0.3)  # 15 looks at 0.02 s; no commit, the retry not due yet
+    assert calls[before:] == []
+    final = wait_for(lambda: _settled(client, job["id"]), 10, "the retry")
+    assert [status for _, _, status in receiver.received] == [500, 200]
+    assert final["deliveries"][0]["attempts"] == 2
+
+    time.sleep(0.1)
+    before = len(calls)
+    store.workers.replace_devices([DeviceInfo(name="CPU", full_name="Another CPU")])  # a commit
+    wait_for(lambda: "next_due_at" in calls[before:], 5, "a read after the commit")
+    time.sleep(0.2)
+    assert calls[before:] == ["next_due_at"]  # nothing due: no claim
