@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 
 from app.api.job_views import FINAL_STATUSES, FinishedJobJson, job_read
 from app.errors import UnavailableError
@@ -70,6 +70,17 @@ KEEPALIVE = b": keepalive\n\n"
 RESYNC = b"event: resync\ndata: {}\n\n"
 END = b"event: end\ndata: {}\n\n"
 _FINISHED = b""  # the known-bytes marker of a finished job (its JSON is in FinishedJobJson)
+
+
+# A look's two statements, built once (building one costs more than running it here).
+_MAY_HAVE_CHANGED = select(JobRow).where(
+    or_(
+        JobRow.status.in_(ACTIVE_STATUSES),
+        JobRow.created_at >= bindparam("since"),
+        JobRow.id.in_(bindparam("ids", expanding=True)),
+    )
+)
+_COUNT = select(func.count()).select_from(JobRow)
 
 
 @dataclass(frozen=True)
@@ -289,12 +300,9 @@ class EventHub:
         (job id, its JSON or None when deleted, whether it is final) per change."""
         started = utcnow()
         active = [job_id for job_id, body in self._known.items() if body]
-        conditions = [JobRow.status.in_(ACTIVE_STATUSES), JobRow.created_at >= self._watermark]
-        if active:
-            conditions.append(JobRow.id.in_(active))
         with self.store.session() as s:
-            rows = s.scalars(select(JobRow).where(or_(*conditions))).all()
-            count = s.scalar(select(func.count()).select_from(JobRow)) or 0
+            rows = s.scalars(_MAY_HAVE_CHANGED, {"since": self._watermark, "ids": active}).all()
+            count = s.scalar(_COUNT) or 0
             seen = {row.id for row in rows}
             expected = len(self._known) + len(seen - self._known.keys())
             ids = set(s.scalars(select(JobRow.id)).all()) if count != expected else None

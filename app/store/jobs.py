@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Update, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +28,19 @@ from app.store.tables import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def progress_update(job_id: str, progress: Progress) -> Update:
+    """The statement that records a running job's progress (nothing once it has ended)."""
+    return (
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.status == "running")
+        .values(
+            progress_fraction=progress.fraction,
+            progress_iterations=progress.iterations,
+            progress_elapsed_s=progress.elapsed_s,
+        )
+    )
 
 
 def queued_job_row(
@@ -404,15 +417,7 @@ class Jobs:
 
     def update_progress(self, job_id: str, progress: Progress) -> None:
         with self.session() as s:
-            s.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "running")
-                .values(
-                    progress_fraction=progress.fraction,
-                    progress_iterations=progress.iterations,
-                    progress_elapsed_s=progress.elapsed_s,
-                )
-            )
+            s.execute(progress_update(job_id, progress))
             s.commit()
 
     def is_cancel_requested(self, job_id: str) -> bool:

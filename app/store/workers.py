@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.engine.spec import DeviceInfo
+from app.engine.spec import DeviceInfo, Progress
+from app.store.jobs import progress_update
 from app.store.tables import DeviceRow, WorkerRow, utcnow
 
 WORKER_SLOT = 1
@@ -46,13 +47,20 @@ class Workers:
                 row.pid, row.started_at, row.heartbeat_at, row.current_job_id = pid, now, now, None
             s.commit()
 
-    def heartbeat(self, pid: int, current_job_id: str | None) -> None:
+    def heartbeat(
+        self, pid: int, current_job_id: str | None, progress: Progress | None = None
+    ) -> None:
+        """The worker is alive (and runs `current_job_id`); with `progress`, the job's
+        progress in the same commit (one commit a tick, not two: every commit wakes whoever
+        watches the store)."""
         with self.session() as s:
             s.execute(
                 update(WorkerRow)
                 .where(WorkerRow.id == WORKER_SLOT, WorkerRow.pid == pid)
                 .values(heartbeat_at=utcnow(), current_job_id=current_job_id)
             )
+            if progress is not None and current_job_id is not None:
+                s.execute(progress_update(current_job_id, progress))
             s.commit()
 
     def read(self) -> WorkerRow | None:

@@ -133,8 +133,10 @@ class _JobWatch:
                     and latest is not self._written
                     and now - last_progress >= PROGRESS_INTERVAL_S
                 ):
-                    store.jobs.update_progress(self.job_id, latest)
+                    # Progress goes with a heartbeat: one commit.
+                    store.workers.heartbeat(self.worker.pid, self.job_id, latest)
                     self._written, last_progress = latest, now
+                    last_heartbeat = now
                 if now - last_heartbeat >= HEARTBEAT_INTERVAL_S:
                     store.workers.heartbeat(self.worker.pid, self.job_id)
                     last_heartbeat = now

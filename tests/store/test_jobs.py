@@ -67,6 +67,30 @@ def test_success_stores_result_and_status_together(store: Store, model_row: Mode
     assert store.jobs.get(job.id).status == "succeeded"
 
 
+def test_a_heartbeat_with_progress_writes_both_in_one_commit(
+    store: Store, model_row: ModelRow
+) -> None:
+    """The worker's tick: heartbeat and progress in one commit (every commit wakes whoever
+    watches the store); once the job has ended, its progress stays as it was."""
+    job = store.jobs.create(job_params(model_row.id), max_queue=10)
+    store.workers.record_start(4242)
+    store.jobs.claim_next(4242)
+    before = store.workers.read()
+    assert before is not None
+    token = store.change_token()
+    store.workers.heartbeat(4242, job.id, Progress(fraction=0.25, iterations=7, elapsed_s=0.5))
+    if token is not None:  # SQLite: the commit is seen by the store's own reader
+        assert store.change_token() != token
+    after = store.workers.read()
+    assert after is not None and after.heartbeat_at > before.heartbeat_at
+    assert after.current_job_id == job.id
+    assert store.jobs.get(job.id).progress_iterations == 7
+    assert store.jobs.finish_failed(job.id, "x", "y")
+    store.workers.heartbeat(4242, None, Progress(fraction=0.5, iterations=9, elapsed_s=1.0))
+    store.workers.heartbeat(4242, job.id, Progress(fraction=0.5, iterations=9, elapsed_s=1.0))
+    assert store.jobs.get(job.id).progress_iterations == 7
+
+
 def test_cancel_a_queued_job_is_immediate(store: Store, model_row: ModelRow) -> None:
     job = store.jobs.create(job_params(model_row.id), max_queue=10)
     cancelled = store.jobs.request_cancel(job.id)
