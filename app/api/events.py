@@ -16,15 +16,6 @@ microseconds); when the token moved it looks once, in a thread:
 
 Without a change token (PostgreSQL) the look runs every tick instead: it is the cheap query.
 
-Between looks the watcher sleeps on the store's commit signal (an inotify watch on SQLite's
-WAL file, app/store/commit_signal.py) rather than on a timer: on this kind of VM every
-wake-up of a sleeping loop costs 0.1-0.2 ms of CPU, so twenty ticks a second cost more than
-the looks. A write to the WAL wakes it; the commit becomes visible once SQLite has synced
-it (1-10 ms later here), so it reads the token again after 5, 10, 20 ... ms until it moves.
-It also wakes for a new subscriber's `fresh()`, the keepalive, and once a second whatever
-happens (a missed signal costs at most that). Where there is no signal (PostgreSQL, no
-inotify) it ticks every `interval_s` as before.
-
 Each event's bytes (`id:`, `event:`, `data:`) are built once and the same object goes on
 every subscriber's bounded queue; a subscriber whose queue is full is dropped (its stream
 ends; EventSource reconnects with `Last-Event-ID` and gets what it missed from the hub's
@@ -51,7 +42,6 @@ from sqlalchemy import bindparam, func, or_, select
 from app.api.job_views import FINAL_STATUSES, FinishedJobJson, job_read
 from app.errors import UnavailableError
 from app.store import Store
-from app.store.commit_signal import CommitSignal
 from app.store.tables import ACTIVE_STATUSES, JobRow, utcnow
 
 logger = logging.getLogger(__name__)
@@ -61,10 +51,6 @@ DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_QUEUE_EVENTS = 256  # per subscriber: two minutes of a running job's progress
 DEFAULT_REPLAY_EVENTS = 1024  # kept for Last-Event-ID
 CREATED_WINDOW_S = 5.0  # a job created this long before a look is read again (commit delays)
-SETTLE_FIRST_S = 0.005  # after a WAL write, the token is read again after 5, 10, 20 ... ms
-SETTLE_MAX_S = 0.32  # ... until it moved or this long passed
-SETTLE_AGAIN_S = 0.03  # writes seen while looking: read again after 5, 10, 20 ms
-SAFETY_S = 1.0  # with a commit signal: the token is read at least this often anyway
 
 KEEPALIVE = b": keepalive\n\n"
 RESYNC = b"event: resync\ndata: {}\n\n"
@@ -142,8 +128,6 @@ class EventHub:
         self._token: int | None = None
         self._watermark = utcnow()
         self._waiters: list[asyncio.Future[None]] = []
-        self._wake: asyncio.Event | None = None  # set by a commit signal or a waiter
-        self.wakeups = 0  # times the watcher woke (ticks, signals, settles), for tests
         self.looks = 0  # store reads on change, for tests and /metrics
         self.dropped = 0  # subscribers dropped for a full queue
 
@@ -201,8 +185,6 @@ class EventHub:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._ensure_watching()
-        if self._wake is not None:
-            self._wake.set()
         await waiter
 
     def open(self) -> None:
@@ -231,13 +213,9 @@ class EventHub:
             self._task = asyncio.get_running_loop().create_task(self._watch(), name="event-hub")
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        signal = self.store.commit_signal() if self.interval_s > 0 else None
-        pause = _Pause(self, signal, loop) if signal is not None else None
         next_keepalive = time.monotonic() + self.keepalive_s
         try:
             while self.subscribers or self._waiters:
-                self.wakeups += 1
                 token = self.store.change_token()
                 # Who waits for a look that starts after they asked: this one, taken now.
                 waiters, self._waiters = self._waiters, []
@@ -249,15 +227,12 @@ class EventHub:
                     # The token is taken before the read: a commit during it is looked at again.
                     self._token = token
                     self._publish(await asyncio.to_thread(self._look))
-                self._wake_waiters(waiters)
+                self._wake(waiters)
                 now = time.monotonic()
                 if now >= next_keepalive:
                     next_keepalive = now + self.keepalive_s
                     self._broadcast(KEEPALIVE)
-                if pause is None:
-                    await asyncio.sleep(self.interval_s)
-                else:
-                    await pause.until_change(next_keepalive - now)
+                await asyncio.sleep(self.interval_s)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -266,8 +241,6 @@ class EventHub:
                 self.unsubscribe(sub)
                 self._drop(sub)
         finally:
-            if pause is not None:
-                pause.close()
             # Nobody watches now: what changes until the next subscriber is not seen, so a
             # Last-Event-ID from this run cannot be replayed by the next one.
             self._primed = False
@@ -279,7 +252,7 @@ class EventHub:
             self._waiters = []
 
     @staticmethod
-    def _wake_waiters(waiters: Sequence[asyncio.Future[None]]) -> None:
+    def _wake(waiters: Sequence[asyncio.Future[None]]) -> None:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -372,69 +345,6 @@ class EventHub:
         while not sub.queue.empty():
             sub.queue.get_nowait()
         sub.queue.put_nowait(None)
-
-
-class _Pause:
-    """The watcher's sleep between two reads of the token, on the store's commit signal (see
-    the module docstring): `until_change` returns when a commit may have become visible, a
-    waiter came, `SAFETY_S` passed, or the keepalive is due."""
-
-    def __init__(self, hub: EventHub, signal: CommitSignal, loop: asyncio.AbstractEventLoop):
-        self.hub = hub
-        self.signal = signal
-        self.loop = loop
-        self.wake = hub._wake = asyncio.Event()
-        self._settle_s: float | None = None  # a write was seen; its commit may not be visible
-        self._settle_left_s = 0.0
-        self._seen_token: int | None = None  # what the hub had looked at when it was written
-        self._reading = False
-        self._read()
-
-    def _read(self) -> None:
-        """Watch the descriptor again (it is not watched while a write settles: a commit
-        writes the WAL a few times, one wake-up for them all). Writes that came meanwhile
-        may be of a commit not visible yet: settle for them first."""
-        if self.signal.drain():
-            # Mostly the last writes of the commit just looked at (they come before it is
-            # visible); maybe the next commit's: a short settle tells.
-            self._settle(SETTLE_AGAIN_S)
-            return
-        if not self._reading:
-            self.loop.add_reader(self.signal.fileno(), self._on_write)
-            self._reading = True
-
-    def _on_write(self) -> None:
-        self.loop.remove_reader(self.signal.fileno())
-        self._reading = False
-        self.signal.drain()
-        self._settle()
-        self.wake.set()
-
-    def _settle(self, for_s: float = SETTLE_MAX_S) -> None:
-        self._settle_s, self._settle_left_s = SETTLE_FIRST_S, for_s
-        self._seen_token = self.hub._token
-
-    async def until_change(self, keepalive_in_s: float) -> None:
-        if self._settle_s is not None:
-            if self.hub.store.change_token() == self._seen_token and self._settle_left_s > 0:
-                await asyncio.sleep(self._settle_s)  # the commit is being synced
-                self._settle_left_s -= self._settle_s
-                self._settle_s *= 2
-                return
-            self._settle_s = None  # visible, and looked at by now (or it never will be)
-            self._read()
-            if self._settle_s is not None:
-                return  # more writes came meanwhile: the loop reads the token now
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), max(0.0, min(SAFETY_S, keepalive_in_s)))
-        self.wake.clear()
-
-    def close(self) -> None:
-        if self._reading:
-            self.loop.remove_reader(self.signal.fileno())
-            self._reading = False
-        self.hub._wake = None
-        self.signal.close()
 
 
 def _queue_positions(rows: Sequence[JobRow]) -> dict[str, int]:
