@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.store.blobs import BlobStore
 from app.store.catalog import Catalog
+from app.store.commit_signal import CommitSignal, open_commit_signal
 from app.store.database import PLACEMENT_LOCK_KEY, SERVE_LOCK_KEY, make_engine, migrate
 from app.store.deliveries import Deliveries
 from app.store.hosts import Hosts
@@ -140,6 +141,14 @@ class Store:
                 )
             row = self._version_connection.execute("PRAGMA data_version").fetchone()
         return int(row[0])
+
+    def commit_signal(self) -> CommitSignal | None:
+        """A descriptor that becomes readable when any process commits (an inotify watch on
+        SQLite's WAL file, app/store/commit_signal.py); None for PostgreSQL, an in-memory
+        database, or where inotify cannot watch (then poll `change_token`)."""
+        if self.change_token() is None:  # also opens the WAL: a reader's connection is open
+            return None
+        return open_commit_signal(Path(f"{self.engine.url.database}-wal"))
 
     def session(self) -> Session:
         return self._sessions()

@@ -255,6 +255,76 @@ def test_the_watcher_reads_the_store_once_per_change_for_every_subscriber(
     assert statement_count == 2 * 5  # each look: the rows that may have changed, and a count
 
 
+def test_the_watcher_sleeps_until_a_commit_instead_of_ticking(
+    client: TestClient, model: dict[str, Any], store: Store, settings: Settings
+) -> None:
+    """On SQLite the watcher waits on the store's commit signal: idle, it wakes only for its
+    once-a-second safety look (not every `interval_s`), and a commit still wakes it at once."""
+    job_id = _running_job(client, store, model["id"])
+
+    async def scenario() -> tuple[int, int, float]:
+        hub = EventHub(store, settings.default_duration_s, interval_s=0.01)
+        sub = hub.subscribe(job_id)
+        await hub.fresh()
+        await asyncio.sleep(0.1)  # the settling after the claim's commit is over
+        wakeups = hub.wakeups
+        await asyncio.sleep(1.5)  # 150 ticks at 0.01 s if it ticked
+        idle_wakeups = hub.wakeups - wakeups
+        wakeups = hub.wakeups
+        started = time.monotonic()
+        progress = Progress(fraction=0.5, iterations=42, elapsed_s=1.0)
+        await asyncio.to_thread(store.jobs.update_progress, job_id, progress)
+        event = await _next(sub.queue)
+        assert json.loads(event.frame.split(b"data: ", 1)[1])["progress"]["iterations"] == 42
+        arrived_s = time.monotonic() - started
+        commit_wakeups = hub.wakeups - wakeups
+        await hub.close()
+        return idle_wakeups, commit_wakeups, arrived_s
+
+    assert store.commit_signal() is not None  # Linux, a SQLite file: inotify watches it
+    idle_wakeups, commit_wakeups, arrived_s = asyncio.run(scenario())
+    assert idle_wakeups <= 3, idle_wakeups  # the safety look once a second
+    assert 1 <= commit_wakeups <= 8, commit_wakeups  # the write, then the settling reads
+    assert arrived_s < 1.0  # woken by the commit, not by the safety look
+
+
+def test_commits_in_quick_succession_are_each_looked_at_without_waiting_for_the_safety_look(
+    client: TestClient, model: dict[str, Any], store: Store, settings: Settings
+) -> None:
+    """A commit written while the watcher waits for the one before to become visible (the
+    worker's progress, then another write at once) is looked at when it becomes visible, not
+    a second later: the last state always arrives, found through the signal."""
+    job_id = _running_job(client, store, model["id"])
+
+    async def scenario() -> tuple[list[int], int]:
+        hub = EventHub(store, settings.default_duration_s)
+        sub = hub.subscribe(job_id)
+        await hub.fresh()
+        seen: list[int] = []
+        for step in range(1, 9):
+            first = Progress(fraction=step / 20, iterations=step * 10, elapsed_s=step)
+            second = Progress(fraction=step / 20, iterations=step * 10 + 1, elapsed_s=step)
+
+            def both(a: Progress = first, b: Progress = second, gap_s: float = step / 1000) -> None:
+                store.jobs.update_progress(job_id, a)
+                time.sleep(gap_s)  # 1 to 8 ms: while the first settles
+                store.jobs.update_progress(job_id, b)
+
+            await asyncio.to_thread(both)
+            while not seen or seen[-1] != step * 10 + 1:
+                event = await _next(sub.queue)
+                seen.append(
+                    json.loads(event.frame.split(b"data: ", 1)[1])["progress"]["iterations"]
+                )
+        missed = hub.signal_missed
+        await hub.close()
+        return seen, missed
+
+    seen, missed = asyncio.run(scenario())
+    assert missed == 0, seen
+    assert [value for value in seen if value % 10 == 1] == [s * 10 + 1 for s in range(1, 9)]
+
+
 def test_a_slow_subscriber_is_dropped_and_the_others_keep_their_events(
     client: TestClient, model: dict[str, Any], store: Store, settings: Settings
 ) -> None:
@@ -281,14 +351,14 @@ def test_a_slow_subscriber_is_dropped_and_the_others_keep_their_events(
 
 
 def test_the_watcher_follows_a_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    """PostgreSQL has no change token: the watcher looks every tick, and a subscriber still
-    gets each progress once, in order, then the job's end."""
+    """PostgreSQL has no change token or commit signal: the watcher looks every tick, and a
+    subscriber still gets each progress once, in order, then the job's end."""
     from tests.store.conftest import put_blob
 
     pg = Store(tmp_path / "data", database_url=postgres_url)
     pg.migrate()
     try:
-        assert pg.change_token() is None
+        assert pg.change_token() is None and pg.commit_signal() is None
         xml, weights = put_blob(pg, b"<xml/>"), put_blob(pg, b"\0" * 16)
         model, _ = pg.catalog.add_model(
             ModelRow(
