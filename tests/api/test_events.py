@@ -21,7 +21,6 @@ from app.api.events import EventHub, JobEvent
 from app.engine.spec import Progress
 from app.settings import Settings
 from app.store import Store
-from app.store.tables import ModelRow, new_id, utcnow
 from app.worker.worker import Worker
 from tests.api.conftest import assert_error, running_settings
 
@@ -353,33 +352,13 @@ def test_a_slow_subscriber_is_dropped_and_the_others_keep_their_events(
 def test_the_watcher_follows_a_job_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     """PostgreSQL has no change token or commit signal: the watcher looks every tick, and a
     subscriber still gets each progress once, in order, then the job's end."""
-    from tests.store.conftest import put_blob
+    from tests.store.conftest import add_model_row
 
     pg = Store(tmp_path / "data", database_url=postgres_url)
     pg.migrate()
     try:
         assert pg.change_token() is None and pg.commit_signal() is None
-        xml, weights = put_blob(pg, b"<xml/>"), put_blob(pg, b"\0" * 16)
-        model, _ = pg.catalog.add_model(
-            ModelRow(
-                id=new_id(),
-                name="a",
-                format="openvino_ir",
-                sha256="f" * 64,
-                size_bytes=22,
-                files=[
-                    {"name": "model.xml", "original_name": "a.xml", "sha256": xml, "size_bytes": 6},
-                    {
-                        "name": "model.bin",
-                        "original_name": "a.bin",
-                        "sha256": weights,
-                        "size_bytes": 16,
-                    },
-                ],
-                description={"inputs": [], "outputs": []},
-                created_at=utcnow(),
-            )
-        )
+        model = add_model_row(pg)
         job = pg.jobs.create(
             {"model_id": model.id, "device": "CPU", "api": "async", "duration_s": 60}, 10
         )

@@ -250,3 +250,20 @@ def plain_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterato
     srv = Server(base / "data", base / "serve.log").start()
     yield srv
     srv.close()
+
+
+def create_sweep(server: Server, **payload: Any) -> dict[str, Any]:
+    """POST /sweeps: 202 with its Location; the sweep's JSON."""
+    response = server.client.post("/sweeps", json=payload)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    assert response.headers["location"] == f"/sweeps/{body['id']}"
+    return body
+
+
+def read_sweep(server: Server, sweep_id: str) -> dict[str, Any]:
+    """GET /sweeps/{id}: 200; the sweep's JSON."""
+    response = server.client.get(f"/sweeps/{sweep_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Server, plain_server, uploaded_model_id, wait_for
+from tests.e2e.conftest import (
+    Server,
+    create_sweep,
+    plain_server,
+    read_sweep,
+    uploaded_model_id,
+    wait_for,
+)
 
 SWEEP_TIMEOUT_S = 60
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -29,24 +36,9 @@ def model_id(server: Server, e2e_files: tuple[Path, Path]) -> str:
     return uploaded_model_id(server, e2e_files[0])
 
 
-def create(server: Server, **payload: Any) -> dict[str, Any]:
-    response = server.client.post("/sweeps", json=payload)
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    assert response.headers["location"] == f"/sweeps/{body['id']}"
-    return body
-
-
-def read(server: Server, sweep_id: str) -> dict[str, Any]:
-    response = server.client.get(f"/sweeps/{sweep_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def wait_sweep(server: Server, sweep_id: str, timeout_s: float) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
-        sweep = read(server, sweep_id)
+        sweep = read_sweep(server, sweep_id)
         return sweep if sweep["status"] in FINISHED else None
 
     done: dict[str, Any] = wait_for(finished, timeout_s, f"sweep {sweep_id} to finish")
@@ -63,7 +55,7 @@ def test_a_search_sweep_runs_in_the_worker_and_its_summary_agrees_with_its_table
     server: Server, model_id: str
 ) -> None:
     bound_ms = 1000.0
-    sweep = create(
+    sweep = create_sweep(
         server,
         model_id=model_id,
         api="async",
@@ -141,7 +133,7 @@ def test_cancelling_a_sweep_stops_its_running_point_in_the_worker_process(
     server: Server, model_id: str
 ) -> None:
     duration_s = 20
-    sweep = create(
+    sweep = create_sweep(
         server, model_id=model_id, api="async", duration_s=duration_s, grid={"nireq": [1, 2]}
     )
     running_id, waiting_id = (p["job_id"] for p in sweep["points"])

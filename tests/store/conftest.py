@@ -50,6 +50,11 @@ def put_blob(store: Store, content: bytes, name: str = "f") -> str:
 
 @pytest.fixture
 def model_row(store: Store) -> ModelRow:
+    return add_model_row(store)
+
+
+def add_model_row(store: Store) -> ModelRow:
+    """A model row with two small blobs as its files (not a model OpenVINO can read)."""
     xml = put_blob(store, b"<xml/>")
     weights = put_blob(store, b"\0" * 16)
     files = [

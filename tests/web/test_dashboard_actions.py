@@ -14,7 +14,14 @@ from typing import Any
 
 from playwright.sync_api import Dialog, Page, Request, expect
 
-from tests.e2e.conftest import FINISHED, Server, uploaded_model_id, wait_for
+from tests.e2e.conftest import (
+    FINISHED,
+    Server,
+    create_sweep,
+    read_sweep,
+    uploaded_model_id,
+    wait_for,
+)
 
 NITER = 50  # a job of the tiny model in well under a second
 LONG_S = 30  # surely still running when the button is clicked; cancelled long before its end
@@ -52,20 +59,6 @@ def _finished_job(server: Server, model_id: str) -> str:
     done = server.wait_job(job["id"], timeout_s=60)
     assert done["status"] == "succeeded", done
     return str(done["id"])
-
-
-def _create_sweep(server: Server, **payload: Any) -> dict[str, Any]:
-    response = server.client.post("/sweeps", json={"device": "CPU", **payload})
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _sweep(server: Server, sweep_id: str) -> dict[str, Any]:
-    response = server.client.get(f"/sweeps/{sweep_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def _error(response: Any, status: int) -> dict[str, Any]:
@@ -157,9 +150,11 @@ def test_a_sweep_point_is_deleted_with_its_sweep_from_the_sweep_page(
     server: Server, page: Page, files: dict[str, Path], tmp_path: Path
 ) -> None:
     model_id = uploaded_model_id(server, files["xml"])
-    sweep_id = _create_sweep(server, model_id=model_id, niter=NITER, grid={"nireq": [1, 2]})["id"]
+    sweep_id = create_sweep(
+        server, device="CPU", model_id=model_id, niter=NITER, grid={"nireq": [1, 2]}
+    )["id"]
     done = wait_for(
-        lambda: (s := _sweep(server, sweep_id))["status"] in FINISHED and s,
+        lambda: (s := read_sweep(server, sweep_id))["status"] in FINISHED and s,
         60,
         f"sweep {sweep_id} to finish",
     )
@@ -197,10 +192,12 @@ def test_cancel_a_running_sweep_from_its_page(
     server: Server, page: Page, files: dict[str, Path]
 ) -> None:
     model_id = uploaded_model_id(server, files["xml"])
-    sweep = _create_sweep(server, model_id=model_id, duration_s=LONG_S, grid={"nireq": [1, 2]})
+    sweep = create_sweep(
+        server, device="CPU", model_id=model_id, duration_s=LONG_S, grid={"nireq": [1, 2]}
+    )
     sweep_id = sweep["id"]
     first = wait_for(
-        lambda: _sweep(server, sweep_id)["points"][0]["job_id"], 30, "the first point's job"
+        lambda: read_sweep(server, sweep_id)["points"][0]["job_id"], 30, "the first point's job"
     )
     server.wait_running(first)
     page.goto(f"{server.url}/#/sweep/{sweep_id}")
@@ -214,7 +211,7 @@ def test_cancel_a_running_sweep_from_its_page(
     expect(page.locator("#sweep-delete")).to_be_visible()
     expect(page.locator("#sweep-error")).to_be_empty()
     assert len(asked) == 1 and sweep_id[:8] in asked[0], asked
-    after = _sweep(server, sweep_id)
+    after = read_sweep(server, sweep_id)
     assert after["status"] == "cancelled", after
     assert all(p["status"] != "running" for p in after["points"]), after["points"]
     assert server.job(first)["status"] == "cancelled"
