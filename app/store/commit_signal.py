@@ -15,7 +15,6 @@ local SQLite file, or when inotify is unavailable (then poll as before).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from pathlib import Path
@@ -57,13 +56,14 @@ class CommitSignal:
 
 def open_commit_signal(wal_path: Path) -> CommitSignal | None:
     """A signal on `wal_path` (which must exist), or None where inotify cannot watch it."""
-    name = ctypes.util.find_library("c")
-    if not name or not wal_path.exists():
+    if not wal_path.exists():
         return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        # The process's own symbols (libc's among them): no library search, which would run
+        # ldconfig, on the event loop, each time a first subscriber comes.
+        libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-    except (OSError, AttributeError):  # no libc, or no inotify in it
+    except (OSError, AttributeError):  # no inotify here (not Linux)
         return None
     if fd < 0:
         logger.info("inotify is unavailable (errno %d): the event hub polls", ctypes.get_errno())
