@@ -35,10 +35,17 @@ def test_a_search_sweep_runs_point_after_point_on_an_agent(fleet: Fleet, fleet_m
 
     sweep = wait_for(finished, 60, f"sweep {sweep_id} to finish")
     assert sweep["status"] == "succeeded", sweep
-    assert [p["status"] for p in sweep["points"]] == ["succeeded"] * 3
-    jobs = [api.job(p["job_id"]) for p in sweep["points"]]
+    # nireq 2 always runs after 1; 4 runs unless 2 measured slower than 1 (min_gain 0 stops
+    # only then; 20 iterations of the tiny model are noisy on a shared host).
+    statuses = [p["status"] for p in sweep["points"]]
+    assert statuses[:2] == ["succeeded"] * 2, sweep
+    if statuses[2] == "skipped":
+        assert "minimum gain" in sweep["points"][2]["skip_reason"], sweep["points"][2]
+    else:
+        assert statuses[2] == "succeeded", sweep
+    jobs = [api.job(p["job_id"]) for p in sweep["points"] if p["status"] == "succeeded"]
     assert {job["host"] for job in jobs} == {"lab-a"}
-    assert [job["result"]["config"]["nireq"] for job in jobs] == [1, 2, 4]
+    assert [job["result"]["config"]["nireq"] for job in jobs] == [1, 2, 4][: len(jobs)]
     # one after another: each point was queued only once the one before had ended
     for before, after in itertools.pairwise(jobs):
         assert after["created_at"] >= before["finished_at"]
