@@ -14,8 +14,7 @@ from app.api import create_app
 from app.engine.spec import BenchmarkResult
 from app.settings import Settings
 from app.store import Store
-from app.worker.worker import Worker
-from tests.api.conftest import assert_error, model_files, running_settings
+from tests.api.conftest import assert_error, model_files, read_job, run_queue, running_settings
 from tests.factories import write_dynamic_model
 
 DURATIONS_S = {"CPU": 1.0, "UNKNOWN": 1.0}
@@ -30,18 +29,6 @@ def settings(tmp_path: Path) -> Settings:
 def submit(client: TestClient, **params: Any) -> dict[str, Any]:
     response = client.post("/jobs", json=params)
     assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def run_queue(settings: Settings, store: Store) -> int:
-    """Run every queued job to its end (the real engine), in this process."""
-    return Worker(settings, store).run(burst=True)
-
-
-def read(client: TestClient, job_id: str) -> dict[str, Any]:
-    response = client.get(f"/jobs/{job_id}")
-    assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
@@ -70,7 +57,7 @@ def test_a_rerun_queues_the_resolved_params_records_its_origin_and_runs_alike(
         client, model_id=model["id"], dataset_id=dataset["id"], api="async", niter=24, repeats=2
     )
     assert run_queue(settings, store) == 1
-    done = read(client, original["id"])
+    done = read_job(client, original["id"])
     assert done["status"] == "succeeded", done["error"]
     assert done["rerun_of"] is None
     resolved = done["resolved_params"]
@@ -86,11 +73,11 @@ def test_a_rerun_queues_the_resolved_params_records_its_origin_and_runs_alike(
     assert again["params"] == set_values(resolved)
     assert (again["params"]["niter"], again["params"]["repeats"]) == (24, 2)
     assert again["params"]["hint"] == "throughput"  # pinned: the run does not depend on defaults
-    assert read(client, again["id"]) == again
-    assert read(client, original["id"])["rerun_of"] is None
+    assert read_job(client, again["id"]) == again
+    assert read_job(client, original["id"])["rerun_of"] is None
 
     assert run_queue(settings, store) == 1
-    ran = read(client, again["id"])
+    ran = read_job(client, again["id"])
     assert ran["status"] == "succeeded", ran["error"]
     assert ran["rerun_of"] == original["id"]
     first = BenchmarkResult.model_validate(done["result"])
@@ -131,7 +118,7 @@ def test_a_rerun_keeps_the_defaults_its_original_ran_with(
     a job that never ran has none recorded, so its rerun resolves them now."""
     ran = submit(client, model_id=model["id"])  # neither niter nor duration_s: 1 s by default
     assert run_queue(settings, store) == 1
-    assert read(client, ran["id"])["status"] == "succeeded"
+    assert read_job(client, ran["id"])["status"] == "succeeded"
     never_ran = submit(client, model_id=model["id"])
 
     later = settings.model_copy(update={"default_duration_s": {"CPU": 30.0, "UNKNOWN": 30.0}})
@@ -139,11 +126,12 @@ def test_a_rerun_keeps_the_defaults_its_original_ran_with(
         again = rerun(restarted, ran["id"])
         assert again["params"]["duration_s"] == 1.0
         assert again["resolved_params"]["duration_s"] == 1.0
-        assert read(restarted, ran["id"])["resolved_params"]["duration_s"] == 30.0  # now
+        assert read_job(restarted, ran["id"])["resolved_params"]["duration_s"] == 30.0  # now
         queued_again = rerun(restarted, never_ran["id"])
         assert queued_again["params"]["duration_s"] == 30.0
         assert (
-            queued_again["resolved_params"] == read(restarted, never_ran["id"])["resolved_params"]
+            queued_again["resolved_params"]
+            == read_job(restarted, never_ran["id"])["resolved_params"]
         )
 
 
@@ -155,13 +143,13 @@ def test_a_failed_job_can_be_rerun(
     assert upload.status_code == 201, upload.text
     original = submit(client, model_id=upload.json()["id"], niter=3)
     assert run_queue(settings, store) == 1
-    failed = read(client, original["id"])
+    failed = read_job(client, original["id"])
     assert failed["status"] == "failed" and failed["result"] is None
     again = rerun(client, original["id"])
     assert again["rerun_of"] == original["id"]
     assert again["resolved_params"] == failed["resolved_params"]
     assert run_queue(settings, store) == 1
-    retried = read(client, again["id"])
+    retried = read_job(client, again["id"])
     assert retried["status"] == "failed"
     assert retried["error"]["code"] == failed["error"]["code"] == "dynamic_shape_unresolved"
 
@@ -204,7 +192,7 @@ def test_the_result_records_the_job_as_submitted_and_as_resolved(
     extra = {"dataset_id": dataset["id"]} if with_dataset else {}
     queued = submit(client, model_id=model["id"], niter=5, nstreams=1, rtol=0.5, **extra)
     assert run_queue(settings, store) == 1
-    job = read(client, queued["id"])
+    job = read_job(client, queued["id"])
     assert job["status"] == "succeeded", job["error"]
     recorded = job["result"]["provenance"]["job"]
     assert recorded["resolved"] == job["resolved_params"]
@@ -241,7 +229,7 @@ def test_repeats_run_after_one_compile_and_are_aggregated(
     queued = submit(client, model_id=model["id"], niter=20, repeats=3)
     assert queued["params"]["repeats"] == queued["resolved_params"]["repeats"] == 3
     assert run_queue(settings, store) == 1
-    job = read(client, queued["id"])
+    job = read_job(client, queued["id"])
     assert job["status"] == "succeeded", job["error"]
     result = BenchmarkResult.model_validate(job["result"])
     assert len(result.runs) == 3
@@ -270,7 +258,7 @@ def test_one_repeat_has_no_aggregate(
     queued = submit(client, model_id=model["id"], niter=10)
     assert queued["resolved_params"]["repeats"] == 1
     assert run_queue(settings, store) == 1
-    result = BenchmarkResult.model_validate(read(client, queued["id"])["result"])
+    result = BenchmarkResult.model_validate(read_job(client, queued["id"])["result"])
     assert len(result.runs) == 1 and result.aggregate is None
 
 
